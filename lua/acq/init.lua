@@ -1,0 +1,40 @@
+--- acq: ACQ data-free quantization on libtorch, from Lua.
+--
+-- `require "acq"` gives the C core (tensors, autograd, optimizers: the
+-- module acq.core) together with the pure-Lua parts. Tensor dimensions and
+-- indices count from 0, as in PyTorch; tables from t:totable() are Lua tables
+-- and count from 1.
+local core = require "acq.core"
+
+local acq = {}
+for k, v in pairs(core) do acq[k] = v end
+
+local Tensor = core.Tensor
+local tensor_mt = debug.getregistry()["acq.Tensor"]
+
+--- true when x is an acq tensor (freed or not).
+function acq.is_tensor(x)
+  return getmetatable(x) == tensor_mt
+end
+
+--- Optimizers with PyTorch's update rules.
+-- acq.optim.adam(params, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0})
+-- acq.optim.sgd(params, {lr = ..., momentum = 0, dampening = 0, weight_decay = 0, nesterov = false})
+acq.optim = { adam = core.adam, sgd = core.sgd }
+
+--- t:allclose(u, rtol, atol): |t - u| <= atol + rtol * |u| everywhere.
+function Tensor.allclose(t, u, rtol, atol)
+  rtol, atol = rtol or 1e-5, atol or 1e-8
+  local ok = acq.no_grad(function()
+    local a, b = t:double(), u:double()
+    return ((a - b):abs():le(b:abs() * rtol + atol)):all():item()
+  end)
+  return ok
+end
+
+--- t:shape_string() -> "[2,3]"
+function Tensor.shape_string(t)
+  return "[" .. table.concat(t:shape(), ",") .. "]"
+end
+
+return acq

@@ -1,0 +1,74 @@
+/*
+ * acqL.h -- private header of the Lua binding (module acq.core).
+ *
+ * The binding is the only layer that calls both Lua and the shim. Every
+ * function follows one order: check arguments (may raise), create the result
+ * box already empty (may raise; an error then leaves a harmless object), call
+ * the shim (never raises), and only after all handles are owned by boxes
+ * raise the shim's message with acqL_fail.
+ */
+#ifndef ACQL_H
+#define ACQL_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "atc.h"
+
+#define ACQ_TENSOR_MT    "acq.Tensor"
+#define ACQ_OPTIM_MT     "acq.Optimizer"
+#define ACQ_GENERATOR_MT "acq.Generator"
+
+typedef struct acqL_Tensor {
+  atc_tensor *h;   /* NULL once freed (or before the shim filled it) */
+  int64_t nbytes;  /* bytes counted in the state's live total        */
+} acqL_Tensor;
+
+/* ---- tensor boxes (l_tensor.c) ------------------------------------------ */
+acqL_Tensor *acqL_newtensor(lua_State *L);         /* [-0,+1,m] empty box    */
+int          acqL_done(lua_State *L, acqL_Tensor *b); /* count bytes, ret 1  */
+atc_tensor  *acqL_checktensor(lua_State *L, int idx);   /* raises if freed  */
+atc_tensor  *acqL_opttensor(lua_State *L, int idx);     /* nil -> NULL       */
+acqL_Tensor *acqL_testbox(lua_State *L, int idx);       /* NULL if no tensor */
+/* Raises "<op>: <message>"; never returns. */
+int acqL_fail(lua_State *L, const char *op, const atc_status *st);
+
+/* ---- argument helpers (l_tensor.c) -------------------------------------- */
+atc_scalar acqL_checkscalar(lua_State *L, int idx);
+int        acqL_isscalar(lua_State *L, int idx);
+atc_dtype  acqL_checkdtype(lua_State *L, int idx);
+/* Field `key` of the options table at idx (may be none/nil). */
+atc_dtype  acqL_optdtype(lua_State *L, int opts, atc_dtype def);
+atc_device acqL_optdevice(lua_State *L, int opts);
+int        acqL_optbool(lua_State *L, int opts, const char *key, int def);
+lua_Number acqL_optnumfield(lua_State *L, int opts, const char *key, lua_Number def);
+/* Sizes from a table at idx, or from the integers starting at idx. Returns
+ * the index of the first argument after them. */
+int acqL_checksizes(lua_State *L, int idx, int64_t *sizes, int *ndim);
+/* Exactly two integers: a number n means {n, n}. */
+void acqL_checkpair(lua_State *L, int idx, const char *what, int64_t def,
+                    int64_t out[2]);
+/* A list of dimensions: an integer, a table of integers, or nil (none). */
+int acqL_optdims(lua_State *L, int idx, int64_t *dims);
+const char *acqL_dtypename(atc_dtype d);
+
+/* ---- memory accounting (l_tensor.c) ------------------------------------- */
+typedef struct acqL_Memory {
+  int64_t live;       /* tensor boxes alive in this state */
+  int64_t bytes;      /* their bytes                      */
+  int64_t since_gc;   /* bytes created since the last forced collection */
+  int64_t peak;       /* highest `bytes` seen             */
+  int64_t collections;
+} acqL_Memory;
+acqL_Memory *acqL_memory(lua_State *L);
+
+/* ---- areas: each adds its functions to the method table (at index
+ *      `methods`) and the module table (at index `module`). ---------------- */
+void acqL_open_tensor(lua_State *L, int methods, int module);
+void acqL_open_math(lua_State *L, int methods, int module);
+void acqL_open_nn(lua_State *L, int methods, int module);
+void acqL_open_autograd(lua_State *L, int methods, int module);
+void acqL_open_optim(lua_State *L, int module);
+void acqL_open_runtime(lua_State *L, int module);
+
+#endif /* ACQL_H */

@@ -1,0 +1,150 @@
+/*
+ * l_optim.c -- acq.Optimizer userdata: Adam and SGD over a list of tensors.
+ */
+#include "acqL.h"
+
+typedef struct Optim {
+  atc_optim *o;
+} Optim;
+
+static atc_optim *checkoptim(lua_State *L, int idx) {
+  Optim *b = (Optim *)luaL_checkudata(L, idx, ACQ_OPTIM_MT);
+  if (!b->o) luaL_error(L, "attempt to use a freed optimizer");
+  return b->o;
+}
+
+static int l_optim_free(lua_State *L) {
+  Optim *b = (Optim *)luaL_checkudata(L, 1, ACQ_OPTIM_MT);
+  atc_optim *o = b->o;
+  b->o = NULL;
+  atc_optim_free(o);
+  return 0;
+}
+
+/* Parameters from the list at idx into a userdata array (pushed). */
+static atc_tensor **params(lua_State *L, int idx, int *n) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_Integer len = luaL_len(L, idx);
+  if (len < 1 || len > 1 << 24) luaL_error(L, "optimizer: expected a non-empty list of tensors");
+  atc_tensor **v = (atc_tensor **)lua_newuserdatauv(L, sizeof(*v) * (size_t)len, 0);
+  for (lua_Integer i = 1; i <= len; i++) {
+    lua_rawgeti(L, idx, i);
+    if (!acqL_testbox(L, -1))
+      luaL_error(L, "optimizer: parameter %d is a %s, not a tensor", (int)i, luaL_typename(L, -1));
+    v[i - 1] = acqL_checktensor(L, -1);
+    lua_pop(L, 1);
+  }
+  *n = (int)len;
+  return v;
+}
+
+static Optim *newbox(lua_State *L) {
+  Optim *b = (Optim *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->o = NULL;
+  luaL_setmetatable(L, ACQ_OPTIM_MT);
+  return b;
+}
+
+/* acq.adam(params, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8,
+ *                   weight_decay = 0}) */
+static int l_adam(lua_State *L) {
+  int n;
+  atc_tensor **ps = params(L, 1, &n);
+  double lr = acqL_optnumfield(L, 2, "lr", 1e-3);
+  double b1 = 0.9, b2 = 0.999;
+  if (!lua_isnoneornil(L, 2) && lua_getfield(L, 2, "betas") != LUA_TNIL) {
+    luaL_checktype(L, -1, LUA_TTABLE);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    if (!lua_isnumber(L, -2) || !lua_isnumber(L, -1))
+      luaL_error(L, "adam: betas must be a pair of numbers {beta1, beta2}");
+    b1 = lua_tonumber(L, -2);
+    b2 = lua_tonumber(L, -1);
+    lua_pop(L, 3);
+  } else if (!lua_isnoneornil(L, 2)) {
+    lua_pop(L, 1);
+  }
+  double eps = acqL_optnumfield(L, 2, "eps", 1e-8);
+  double wd = acqL_optnumfield(L, 2, "weight_decay", 0);
+  atc_status st;
+  Optim *b = newbox(L);
+  if (atc_optim_adam_new(&st, ps, n, lr, b1, b2, eps, wd, &b->o)) return acqL_fail(L, "adam", &st);
+  return 1;
+}
+
+/* acq.sgd(params, {lr, momentum = 0, dampening = 0, weight_decay = 0,
+ *                  nesterov = false}) */
+static int l_sgd(lua_State *L) {
+  int n;
+  atc_tensor **ps = params(L, 1, &n);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_getfield(L, 2, "lr");
+  if (!lua_isnumber(L, -1)) luaL_error(L, "sgd: the options need a learning rate (lr = ...)");
+  double lr = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  double mom = acqL_optnumfield(L, 2, "momentum", 0);
+  double damp = acqL_optnumfield(L, 2, "dampening", 0);
+  double wd = acqL_optnumfield(L, 2, "weight_decay", 0);
+  int nesterov = acqL_optbool(L, 2, "nesterov", 0);
+  atc_status st;
+  Optim *b = newbox(L);
+  if (atc_optim_sgd_new(&st, ps, n, lr, mom, damp, wd, nesterov, &b->o)) return acqL_fail(L, "sgd", &st);
+  return 1;
+}
+
+static int l_step(lua_State *L) {
+  atc_status st;
+  if (atc_optim_step(&st, checkoptim(L, 1))) return acqL_fail(L, "step", &st);
+  return 0;
+}
+
+/* opt:zero_grad([set_to_none = false]) */
+static int l_zero_grad(lua_State *L) {
+  atc_status st;
+  if (atc_optim_zero_grad(&st, checkoptim(L, 1), lua_toboolean(L, 2)))
+    return acqL_fail(L, "zero_grad", &st);
+  return 0;
+}
+
+/* opt:lr() -> current; opt:lr(v) sets it */
+static int l_lr(lua_State *L) {
+  atc_optim *o = checkoptim(L, 1);
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Number v = luaL_checknumber(L, 2);
+    if (!(v >= 0)) luaL_error(L, "lr: the learning rate must be >= 0");
+    atc_optim_set_lr(o, v);
+  }
+  lua_pushnumber(L, atc_optim_lr(o));
+  return 1;
+}
+
+static int l_nparams(lua_State *L) {
+  lua_pushinteger(L, atc_optim_nparams(checkoptim(L, 1)));
+  return 1;
+}
+
+static int l_tostring(lua_State *L) {
+  Optim *b = (Optim *)luaL_checkudata(L, 1, ACQ_OPTIM_MT);
+  if (!b->o) lua_pushliteral(L, "acq.Optimizer (freed)");
+  else lua_pushfstring(L, "acq.Optimizer (%d tensors, lr %f)", atc_optim_nparams(b->o), atc_optim_lr(b->o));
+  return 1;
+}
+
+static const luaL_Reg meta[] = {{"__gc", l_optim_free}, {"__close", l_optim_free},
+                                {"__tostring", l_tostring}, {NULL, NULL}};
+static const luaL_Reg methods[] = {{"step", l_step},       {"zero_grad", l_zero_grad},
+                                   {"lr", l_lr},           {"nparams", l_nparams},
+                                   {"free", l_optim_free}, {NULL, NULL}};
+static const luaL_Reg functions[] = {{"adam", l_adam}, {"sgd", l_sgd}, {NULL, NULL}};
+
+void acqL_open_optim(lua_State *L, int module) {
+  if (luaL_newmetatable(L, ACQ_OPTIM_MT)) {
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, module);
+  luaL_setfuncs(L, functions, 0);
+  lua_pop(L, 1);
+}

@@ -1,0 +1,121 @@
+/*
+ * l_runtime.c -- seeds, generators, threads, devices and the memory report.
+ */
+#include "acqL.h"
+
+static uint64_t checkseed(lua_State *L, int idx) {
+  int isint;
+  lua_Integer s = lua_tointegerx(L, idx, &isint);
+  if (!isint) luaL_error(L, "a seed must be an integer, got %s", luaL_typename(L, idx));
+  return (uint64_t)s;
+}
+
+static int l_manual_seed(lua_State *L) {
+  atc_status st;
+  if (atc_manual_seed(&st, checkseed(L, 1))) return acqL_fail(L, "manual_seed", &st);
+  return 0;
+}
+
+static int l_generator_free(lua_State *L) {
+  atc_generator **p = (atc_generator **)luaL_checkudata(L, 1, ACQ_GENERATOR_MT);
+  atc_generator *g = *p;
+  *p = NULL;
+  atc_generator_free(g);
+  return 0;
+}
+
+/* acq.generator(seed [, device = "cpu"]): pass as opts.generator to randn,
+ * rand and randint. */
+static int l_generator(lua_State *L) {
+  uint64_t seed = checkseed(L, 1);
+  atc_device dev = {ATC_CPU, -1};
+  atc_status st;
+  if (!lua_isnoneornil(L, 2) &&
+      atc_device_parse(&st, luaL_checkstring(L, 2), &dev))
+    return acqL_fail(L, "generator", &st);
+  atc_generator **p = (atc_generator **)lua_newuserdatauv(L, sizeof *p, 0);
+  *p = NULL;
+  luaL_setmetatable(L, ACQ_GENERATOR_MT);
+  if (atc_generator_new(&st, seed, dev, p)) return acqL_fail(L, "generator", &st);
+  return 1;
+}
+
+static int l_generator_seed(lua_State *L) {
+  atc_generator **p = (atc_generator **)luaL_checkudata(L, 1, ACQ_GENERATOR_MT);
+  atc_status st;
+  if (!*p) luaL_error(L, "attempt to use a freed generator");
+  if (atc_generator_seed(&st, *p, checkseed(L, 2))) return acqL_fail(L, "seed", &st);
+  return 0;
+}
+
+static int l_set_num_threads(lua_State *L) {
+  atc_status st;
+  if (atc_set_num_threads(&st, (int)luaL_checkinteger(L, 1))) return acqL_fail(L, "set_num_threads", &st);
+  return 0;
+}
+
+static int l_num_threads(lua_State *L) {
+  lua_pushinteger(L, atc_num_threads());
+  return 1;
+}
+
+static int l_cuda_device_count(lua_State *L) {
+  lua_pushinteger(L, atc_cuda_device_count());
+  return 1;
+}
+
+static int l_cuda_is_available(lua_State *L) {
+  lua_pushboolean(L, atc_cuda_device_count() > 0);
+  return 1;
+}
+
+/* acq.memory() -> {tensors, bytes, peak_bytes, collections}: the tensors
+ * held by Lua in this state (bytes = numel * itemsize of each). */
+static int l_memory(lua_State *L) {
+  acqL_Memory *m = acqL_memory(L);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)m->live);
+  lua_setfield(L, -2, "tensors");
+  lua_pushinteger(L, (lua_Integer)m->bytes);
+  lua_setfield(L, -2, "bytes");
+  lua_pushinteger(L, (lua_Integer)m->peak);
+  lua_setfield(L, -2, "peak_bytes");
+  lua_pushinteger(L, (lua_Integer)m->collections);
+  lua_setfield(L, -2, "collections");
+  return 1;
+}
+
+static int l_torch_version(lua_State *L) {
+  lua_pushstring(L, atc_version());
+  return 1;
+}
+
+static const luaL_Reg functions[] = {
+    {"manual_seed", l_manual_seed},
+    {"generator", l_generator},
+    {"set_num_threads", l_set_num_threads},
+    {"num_threads", l_num_threads},
+    {"cuda_device_count", l_cuda_device_count},
+    {"cuda_is_available", l_cuda_is_available},
+    {"memory", l_memory},
+    {"torch_version", l_torch_version},
+    {NULL, NULL}};
+
+void acqL_open_runtime(lua_State *L, int module) {
+  if (luaL_newmetatable(L, ACQ_GENERATOR_MT)) {
+    lua_pushcfunction(L, l_generator_free);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_generator_free);
+    lua_setfield(L, -2, "__close");
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, l_generator_seed);
+    lua_setfield(L, -2, "seed");
+    lua_pushcfunction(L, l_generator_free);
+    lua_setfield(L, -2, "free");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, module);
+  luaL_setfuncs(L, functions, 0);
+  lua_pop(L, 1);
+}

@@ -1,0 +1,1092 @@
+/*
+ * l_tensor.c -- the acq.Tensor userdata: lifecycle (the liolib file-handle
+ * model), memory accounting that drives the Lua collector, argument helpers,
+ * creation, reading values back, printing, dtype/device and shape operations.
+ */
+#include "acqL.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- memory accounting -------------------------------------------------- */
+
+static const char MEMORY_KEY = 'm';
+
+/* Forced collections start after this many new tensor bytes, or after as many
+ * new bytes as are live, whichever is larger: amortised cost stays linear. */
+#define ACQ_GC_MIN_BYTES ((int64_t)64 << 20)
+
+acqL_Memory *acqL_memory(lua_State *L) {
+  acqL_Memory *m;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &MEMORY_KEY) == LUA_TUSERDATA) {
+    m = (acqL_Memory *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return m;
+  }
+  lua_pop(L, 1);
+  m = (acqL_Memory *)lua_newuserdatauv(L, sizeof *m, 0);
+  memset(m, 0, sizeof *m);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &MEMORY_KEY);
+  return m;
+}
+
+/* __gc == __close == :free(). Idempotent: clears the handle first. */
+static int l_tensor_free(lua_State *L) {
+  acqL_Tensor *b = (acqL_Tensor *)luaL_checkudata(L, 1, ACQ_TENSOR_MT);
+  atc_tensor *h = b->h;
+  if (h) {
+    acqL_Memory *m = acqL_memory(L);
+    b->h = NULL;
+    m->live--;
+    m->bytes -= b->nbytes;
+    b->nbytes = 0;
+    atc_tensor_free(h);
+  }
+  return 0;
+}
+
+acqL_Tensor *acqL_newtensor(lua_State *L) {
+  acqL_Tensor *b = (acqL_Tensor *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->h = NULL;
+  b->nbytes = 0;
+  luaL_setmetatable(L, ACQ_TENSOR_MT);
+  return b;
+}
+
+int acqL_done(lua_State *L, acqL_Tensor *b) {
+  acqL_Memory *m = acqL_memory(L);
+  b->nbytes = atc_tensor_nbytes(b->h);
+  m->live++;
+  m->bytes += b->nbytes;
+  m->since_gc += b->nbytes;
+  if (m->bytes > m->peak) m->peak = m->bytes;
+  if (m->since_gc > ACQ_GC_MIN_BYTES && m->since_gc > m->bytes / 2) {
+    m->since_gc = 0;
+    m->collections++;
+    lua_gc(L, LUA_GCCOLLECT, 0);
+  }
+  return 1;
+}
+
+acqL_Tensor *acqL_testbox(lua_State *L, int idx) {
+  return (acqL_Tensor *)luaL_testudata(L, idx, ACQ_TENSOR_MT);
+}
+
+atc_tensor *acqL_checktensor(lua_State *L, int idx) {
+  acqL_Tensor *b = (acqL_Tensor *)luaL_checkudata(L, idx, ACQ_TENSOR_MT);
+  if (b->h == NULL) luaL_error(L, "attempt to use a freed tensor");
+  return b->h;
+}
+
+atc_tensor *acqL_opttensor(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return NULL;
+  return acqL_checktensor(L, idx);
+}
+
+int acqL_fail(lua_State *L, const char *op, const atc_status *st) {
+  return luaL_error(L, "%s: %s", op, st->msg);
+}
+
+/* ---- argument helpers --------------------------------------------------- */
+
+int acqL_isscalar(lua_State *L, int idx) {
+  int t = lua_type(L, idx);
+  return t == LUA_TNUMBER || t == LUA_TBOOLEAN;
+}
+
+atc_scalar acqL_checkscalar(lua_State *L, int idx) {
+  atc_scalar s;
+  if (lua_type(L, idx) == LUA_TBOOLEAN) {
+    s.is_int = 1;
+    s.i = lua_toboolean(L, idx);
+    s.d = (double)s.i;
+  } else if (lua_isinteger(L, idx)) {
+    s.is_int = 1;
+    s.i = (int64_t)lua_tointeger(L, idx);
+    s.d = (double)s.i;
+  } else {
+    s.is_int = 0;
+    s.d = (double)luaL_checknumber(L, idx);
+    s.i = 0;
+  }
+  return s;
+}
+
+static const struct {
+  const char *name;
+  atc_dtype dt;
+} DTYPES[] = {
+    {"f32", ATC_F32},   {"float32", ATC_F32}, {"float", ATC_F32},
+    {"f64", ATC_F64},   {"float64", ATC_F64}, {"double", ATC_F64},
+    {"i64", ATC_I64},   {"int64", ATC_I64},   {"long", ATC_I64},
+    {"i32", ATC_I32},   {"int32", ATC_I32},   {"int", ATC_I32},
+    {"u8", ATC_U8},     {"uint8", ATC_U8},    {"byte", ATC_U8},
+    {"bool", ATC_BOOL}, {"f16", ATC_F16},     {"float16", ATC_F16},
+    {"half", ATC_F16},  {"bf16", ATC_BF16},   {"bfloat16", ATC_BF16},
+    {NULL, ATC_F32}};
+
+const char *acqL_dtypename(atc_dtype d) { return atc_dtype_name(d); }
+
+atc_dtype acqL_checkdtype(lua_State *L, int idx) {
+  const char *s = luaL_checkstring(L, idx);
+  for (int i = 0; DTYPES[i].name; i++)
+    if (strcmp(DTYPES[i].name, s) == 0) return DTYPES[i].dt;
+  luaL_error(L, "unknown dtype '%s' (expected f32, f64, i64, i32, u8, bool, "
+                "f16 or bf16)", s);
+  return ATC_F32;
+}
+
+static int optfield(lua_State *L, int opts, const char *key) {
+  if (lua_isnoneornil(L, opts)) return LUA_TNIL;
+  luaL_checktype(L, opts, LUA_TTABLE);
+  return lua_getfield(L, opts, key); /* pushes */
+}
+
+atc_dtype acqL_optdtype(lua_State *L, int opts, atc_dtype def) {
+  opts = lua_absindex(L, opts);
+  if (lua_isnoneornil(L, opts)) return def;
+  if (optfield(L, opts, "dtype") != LUA_TNIL) def = acqL_checkdtype(L, -1);
+  lua_pop(L, 1);
+  return def;
+}
+
+static atc_device parse_device(lua_State *L, int idx) {
+  atc_device d = {ATC_CPU, -1};
+  const char *s = luaL_checkstring(L, idx);
+  atc_status st;
+  if (strcmp(s, "cpu") == 0) return d;
+  if (atc_device_parse(&st, s, &d)) luaL_error(L, "bad device '%s': %s", s, st.msg);
+  return d;
+}
+
+atc_device acqL_optdevice(lua_State *L, int opts) {
+  atc_device d = {ATC_CPU, -1};
+  opts = lua_absindex(L, opts);
+  if (lua_isnoneornil(L, opts)) return d;
+  if (optfield(L, opts, "device") != LUA_TNIL) d = parse_device(L, -1);
+  lua_pop(L, 1);
+  return d;
+}
+
+int acqL_optbool(lua_State *L, int opts, const char *key, int def) {
+  opts = lua_absindex(L, opts);
+  if (lua_isnoneornil(L, opts)) return def;
+  if (optfield(L, opts, key) != LUA_TNIL) def = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return def;
+}
+
+lua_Number acqL_optnumfield(lua_State *L, int opts, const char *key, lua_Number def) {
+  opts = lua_absindex(L, opts);
+  if (lua_isnoneornil(L, opts)) return def;
+  if (optfield(L, opts, key) != LUA_TNIL) {
+    if (!lua_isnumber(L, -1)) luaL_error(L, "option '%s' must be a number", key);
+    def = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  return def;
+}
+
+static int64_t checkint(lua_State *L, int idx, const char *what) {
+  int isint;
+  lua_Integer v = lua_tointegerx(L, idx, &isint);
+  if (!isint) luaL_error(L, "%s must be an integer, got %s", what, luaL_typename(L, idx));
+  return (int64_t)v;
+}
+
+int acqL_checksizes(lua_State *L, int idx, int64_t *sizes, int *ndim) {
+  int n = 0;
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    lua_Integer len = luaL_len(L, idx);
+    if (len > ATC_MAX_DIMS) luaL_error(L, "too many dimensions (%d, at most %d)", (int)len, ATC_MAX_DIMS);
+    for (lua_Integer i = 1; i <= len; i++) {
+      lua_rawgeti(L, idx, i);
+      sizes[n++] = checkint(L, -1, "a size");
+      lua_pop(L, 1);
+    }
+    *ndim = n;
+    return idx + 1;
+  }
+  while (lua_type(L, idx + n) == LUA_TNUMBER) {
+    if (n >= ATC_MAX_DIMS) luaL_error(L, "too many dimensions (at most %d)", ATC_MAX_DIMS);
+    sizes[n] = checkint(L, idx + n, "a size");
+    n++;
+  }
+  *ndim = n;
+  return idx + n;
+}
+
+void acqL_checkpair(lua_State *L, int idx, const char *what, int64_t def,
+                    int64_t out[2]) {
+  if (lua_isnoneornil(L, idx)) {
+    out[0] = out[1] = def;
+  } else if (lua_type(L, idx) == LUA_TNUMBER) {
+    out[0] = out[1] = checkint(L, idx, what);
+  } else {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    if (luaL_len(L, idx) != 2) luaL_error(L, "%s must be a number or a pair {a, b}", what);
+    for (int i = 0; i < 2; i++) {
+      lua_rawgeti(L, idx, i + 1);
+      out[i] = checkint(L, -1, what);
+      lua_pop(L, 1);
+    }
+  }
+}
+
+int acqL_optdims(lua_State *L, int idx, int64_t *dims) {
+  int n;
+  if (lua_isnoneornil(L, idx)) return 0;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    dims[0] = checkint(L, idx, "a dimension");
+    return 1;
+  }
+  acqL_checksizes(L, idx, dims, &n);
+  return n;
+}
+
+/* The options table after the sizes of a creation call: a table or nothing. */
+static int opts_at(lua_State *L, int idx) {
+  if (!lua_isnoneornil(L, idx)) luaL_checktype(L, idx, LUA_TTABLE);
+  lua_settop(L, idx); /* the options stay at idx; results go above */
+  return idx;
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+static atc_generator *optgenerator(lua_State *L, int opts) {
+  atc_generator *g = NULL;
+  if (lua_isnoneornil(L, opts)) return NULL;
+  if (lua_getfield(L, opts, "generator") != LUA_TNIL) {
+    atc_generator **p = (atc_generator **)luaL_checkudata(L, -1, ACQ_GENERATOR_MT);
+    if (!*p) luaL_error(L, "attempt to use a freed generator");
+    g = *p;
+  }
+  lua_pop(L, 1);
+  return g;
+}
+
+/* After creation: requires_grad = true in the options. */
+static int finish_created(lua_State *L, acqL_Tensor *b, int opts, const char *op) {
+  atc_status st;
+  acqL_done(L, b);
+  if (acqL_optbool(L, opts, "requires_grad", 0) &&
+      atc_requires_grad_(&st, b->h, 1))
+    return acqL_fail(L, op, &st);
+  return 1;
+}
+
+static int fill_like(lua_State *L, atc_scalar v, int has_value, const char *op) {
+  int64_t sizes[ATC_MAX_DIMS];
+  int nd;
+  int opts = opts_at(L, acqL_checksizes(L, 1, sizes, &nd));
+  atc_dtype dt = acqL_optdtype(L, opts, ATC_F32);
+  atc_device dev = acqL_optdevice(L, opts);
+  acqL_Tensor *b = acqL_newtensor(L);
+  atc_status st;
+  int rc = has_value ? atc_full(&st, sizes, nd, v, dt, dev, &b->h)
+                     : atc_empty(&st, sizes, nd, dt, dev, &b->h);
+  if (rc) return acqL_fail(L, op, &st);
+  return finish_created(L, b, opts, op);
+}
+
+static int l_zeros(lua_State *L) {
+  atc_scalar z = {1, 0, 0.0};
+  return fill_like(L, z, 1, "zeros");
+}
+static int l_ones(lua_State *L) {
+  atc_scalar o = {1, 1, 1.0};
+  return fill_like(L, o, 1, "ones");
+}
+static int l_empty(lua_State *L) {
+  atc_scalar z = {1, 0, 0.0};
+  return fill_like(L, z, 0, "empty");
+}
+
+/* acq.full(sizes, value, opts) */
+static int l_full(lua_State *L) {
+  int64_t sizes[ATC_MAX_DIMS];
+  int nd;
+  int vi = acqL_checksizes(L, 1, sizes, &nd);
+  atc_scalar v = acqL_checkscalar(L, vi);
+  int opts = opts_at(L, vi + 1);
+  atc_dtype dt = acqL_optdtype(L, opts, v.is_int && lua_type(L, vi) != LUA_TBOOLEAN
+                                            ? ATC_I64
+                                            : (lua_type(L, vi) == LUA_TBOOLEAN ? ATC_BOOL : ATC_F32));
+  atc_device dev = acqL_optdevice(L, opts);
+  acqL_Tensor *b = acqL_newtensor(L);
+  atc_status st;
+  if (atc_full(&st, sizes, nd, v, dt, dev, &b->h)) return acqL_fail(L, "full", &st);
+  return finish_created(L, b, opts, "full");
+}
+
+/* acq.arange(end) | acq.arange(start, end [, step]) [, opts] */
+static int l_arange(lua_State *L) {
+  atc_scalar start = {1, 0, 0.0}, end, step = {1, 1, 1.0};
+  int n = 0, allint = 1, opts;
+  while (n < 3 && lua_type(L, n + 1) == LUA_TNUMBER) n++;
+  if (n == 0) luaL_error(L, "arange: expected (end), (start, end) or (start, end, step)");
+  if (n == 1) {
+    end = acqL_checkscalar(L, 1);
+  } else {
+    start = acqL_checkscalar(L, 1);
+    end = acqL_checkscalar(L, 2);
+    if (n == 3) step = acqL_checkscalar(L, 3);
+  }
+  allint = start.is_int && end.is_int && step.is_int;
+  opts = opts_at(L, n + 1);
+  atc_dtype dt = acqL_optdtype(L, opts, allint ? ATC_I64 : ATC_F32);
+  atc_device dev = acqL_optdevice(L, opts);
+  acqL_Tensor *b = acqL_newtensor(L);
+  atc_status st;
+  if (atc_arange(&st, start, end, step, dt, dev, &b->h)) return acqL_fail(L, "arange", &st);
+  return finish_created(L, b, opts, "arange");
+}
+
+static int random_like(lua_State *L, int normal) {
+  int64_t sizes[ATC_MAX_DIMS];
+  int nd;
+  int opts = opts_at(L, acqL_checksizes(L, 1, sizes, &nd));
+  atc_dtype dt = acqL_optdtype(L, opts, ATC_F32);
+  atc_device dev = acqL_optdevice(L, opts);
+  atc_generator *g = optgenerator(L, opts);
+  acqL_Tensor *b = acqL_newtensor(L);
+  atc_status st;
+  int rc = normal ? atc_randn(&st, sizes, nd, dt, dev, g, &b->h)
+                  : atc_rand(&st, sizes, nd, dt, dev, g, &b->h);
+  if (rc) return acqL_fail(L, normal ? "randn" : "rand", &st);
+  return finish_created(L, b, opts, normal ? "randn" : "rand");
+}
+static int l_randn(lua_State *L) { return random_like(L, 1); }
+static int l_rand(lua_State *L) { return random_like(L, 0); }
+
+/* acq.randint(low, high, sizes, opts): integers in [low, high). */
+static int l_randint(lua_State *L) {
+  int64_t low = checkint(L, 1, "randint low");
+  int64_t high = checkint(L, 2, "randint high");
+  int64_t sizes[ATC_MAX_DIMS];
+  int nd;
+  int opts = opts_at(L, acqL_checksizes(L, 3, sizes, &nd));
+  atc_dtype dt = acqL_optdtype(L, opts, ATC_I64);
+  atc_device dev = acqL_optdevice(L, opts);
+  atc_generator *g = optgenerator(L, opts);
+  acqL_Tensor *b = acqL_newtensor(L);
+  atc_status st;
+  if (atc_randint(&st, low, high, sizes, nd, dt, dev, g, &b->h))
+    return acqL_fail(L, "randint", &st);
+  return finish_created(L, b, opts, "randint");
+}
+
+/* ---- from a Lua table --------------------------------------------------- */
+
+enum { K_NONE, K_BOOL, K_INT, K_FLOAT };
+
+typedef struct Walk {
+  int64_t sizes[ATC_MAX_DIMS];
+  int ndim;
+  int kind;
+  int64_t count, numel;
+  double *d;
+  int64_t *i;
+} Walk;
+
+/* Pass 1 (fill == 0): shape from the first element of each level, and the
+ * element kind. Pass 2: check every level's length and store the values. */
+static void walk(lua_State *L, int idx, int depth, Walk *w, int fill) {
+  int t = lua_type(L, idx);
+  if (t == LUA_TTABLE) {
+    lua_Integer n = luaL_len(L, idx);
+    if (!fill) {
+      if (depth >= ATC_MAX_DIMS) luaL_error(L, "tensor: table nested deeper than %d", ATC_MAX_DIMS);
+      w->sizes[depth] = n;
+      w->ndim = depth + 1;
+    } else if (depth >= w->ndim || w->sizes[depth] != n) {
+      luaL_error(L, "tensor: ragged table (a row at depth %d has %d elements, expected %d)",
+                 depth + 1, (int)n, depth < w->ndim ? (int)w->sizes[depth] : 0);
+    }
+    luaL_checkstack(L, 2, "tensor: table too deep");
+    for (lua_Integer k = 1; k <= n; k++) {
+      lua_rawgeti(L, idx, k);
+      walk(L, lua_gettop(L), depth + 1, w, fill);
+      lua_pop(L, 1);
+    }
+    return;
+  }
+  if (fill && depth != w->ndim)
+    luaL_error(L, "tensor: ragged table (a number at depth %d, expected depth %d)", depth, w->ndim);
+  if (t == LUA_TBOOLEAN) {
+    if (!fill) {
+      if (w->kind != K_NONE && w->kind != K_BOOL)
+        luaL_error(L, "tensor: table mixes booleans and numbers");
+      w->kind = K_BOOL;
+      return;
+    }
+    w->i[w->count++] = lua_toboolean(L, idx);
+  } else if (t == LUA_TNUMBER) {
+    if (!fill) {
+      int k = lua_isinteger(L, idx) ? K_INT : K_FLOAT;
+      if (w->kind == K_BOOL) luaL_error(L, "tensor: table mixes booleans and numbers");
+      if (k > w->kind) w->kind = k;
+      return;
+    }
+    if (w->count >= w->numel) luaL_error(L, "tensor: ragged table");
+    if (w->kind == K_FLOAT) w->d[w->count++] = (double)lua_tonumber(L, idx);
+    else w->i[w->count++] = (int64_t)lua_tointeger(L, idx);
+  } else {
+    luaL_error(L, "tensor: expected numbers or booleans in the table, found a %s",
+               luaL_typename(L, idx));
+  }
+}
+
+static int from_table(lua_State *L, int idx, int opts) {
+  Walk w;
+  atc_status st;
+  memset(&w, 0, sizeof w);
+  walk(L, idx, 0, &w, 0);
+  /* a nested empty table {{}} has ndim 2 with a 0; a shape like {{1},{}} is
+   * caught by pass 2 */
+  w.numel = 1;
+  for (int k = 0; k < w.ndim; k++) w.numel *= w.sizes[k];
+  if (w.kind == K_NONE) w.kind = K_FLOAT;
+  size_t esz = w.kind == K_FLOAT ? sizeof(double) : sizeof(int64_t);
+  void *buf = lua_newuserdatauv(L, (size_t)(w.numel > 0 ? w.numel : 1) * esz, 0);
+  w.d = (double *)buf;
+  w.i = (int64_t *)buf;
+  walk(L, idx, 0, &w, 1);
+  if (w.count != w.numel) luaL_error(L, "tensor: ragged table");
+  atc_dtype natural = w.kind == K_FLOAT ? ATC_F32 : (w.kind == K_BOOL ? ATC_BOOL : ATC_I64);
+  atc_dtype dt = acqL_optdtype(L, opts, natural);
+  atc_device dev = acqL_optdevice(L, opts);
+  atc_dtype bufdt = w.kind == K_FLOAT ? ATC_F64 : ATC_I64;
+  /* raw buffer -> CPU tensor of the buffer's dtype -> requested dtype/device */
+  acqL_Tensor *raw = acqL_newtensor(L);
+  if (atc_from_buffer(&st, buf, w.sizes, w.ndim, bufdt, &raw->h)) return acqL_fail(L, "tensor", &st);
+  acqL_done(L, raw);
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_to(&st, raw->h, dt, dev, &b->h)) return acqL_fail(L, "tensor", &st);
+  return finish_created(L, b, opts, "tensor");
+}
+
+/* acq.tensor(data [, opts]): data is a (nested) table of numbers or booleans,
+ * a number, a boolean, or a tensor (copied). opts: dtype, device,
+ * requires_grad, shape (reshape the data). */
+static int l_tensor(lua_State *L) {
+  int opts = 2;
+  atc_status st;
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (acqL_isscalar(L, 1)) {
+    atc_scalar v = acqL_checkscalar(L, 1);
+    atc_dtype natural = lua_type(L, 1) == LUA_TBOOLEAN ? ATC_BOOL : (v.is_int ? ATC_I64 : ATC_F32);
+    atc_dtype dt = acqL_optdtype(L, opts, natural);
+    atc_device dev = acqL_optdevice(L, opts);
+    acqL_Tensor *b = acqL_newtensor(L);
+    if (atc_full(&st, NULL, 0, v, dt, dev, &b->h)) return acqL_fail(L, "tensor", &st);
+    finish_created(L, b, opts, "tensor");
+  } else if (acqL_testbox(L, 1)) {
+    atc_tensor *src = acqL_checktensor(L, 1);
+    atc_meta m;
+    if (atc_tensor_meta(&st, src, &m)) return acqL_fail(L, "tensor", &st);
+    atc_dtype dt = acqL_optdtype(L, opts, m.dtype >= 0 ? (atc_dtype)m.dtype : ATC_F32);
+    atc_device dev = m.device;
+    if (!lua_isnil(L, opts)) {
+      lua_getfield(L, opts, "device");
+      if (!lua_isnil(L, -1)) dev = parse_device(L, -1);
+      lua_pop(L, 1);
+    }
+    acqL_Tensor *tmp = acqL_newtensor(L);
+    if (atc_detach(&st, src, &tmp->h)) return acqL_fail(L, "tensor", &st);
+    acqL_done(L, tmp);
+    acqL_Tensor *b = acqL_newtensor(L);
+    if (atc_to(&st, tmp->h, dt, dev, &b->h)) return acqL_fail(L, "tensor", &st);
+    acqL_done(L, b);
+    acqL_Tensor *c = acqL_newtensor(L);
+    if (atc_clone(&st, b->h, &c->h)) return acqL_fail(L, "tensor", &st);
+    finish_created(L, c, opts, "tensor");
+  } else if (lua_type(L, 1) == LUA_TTABLE) {
+    from_table(L, 1, opts);
+  } else {
+    return luaL_typeerror(L, 1, "table, number, boolean or tensor");
+  }
+  if (!lua_isnil(L, opts)) {
+    int64_t sizes[ATC_MAX_DIMS];
+    int nd;
+    if (lua_getfield(L, opts, "shape") != LUA_TNIL) {
+      int top = lua_gettop(L);
+      acqL_checksizes(L, top, sizes, &nd);
+      acqL_Tensor *r = acqL_newtensor(L);
+      if (atc_reshape(&st, acqL_checktensor(L, top - 1), sizes, nd, &r->h))
+        return acqL_fail(L, "tensor", &st);
+      return acqL_done(L, r);
+    }
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* ---- metadata ----------------------------------------------------------- */
+
+static void meta(lua_State *L, int idx, atc_meta *m) {
+  atc_status st;
+  if (atc_tensor_meta(&st, acqL_checktensor(L, idx), m)) acqL_fail(L, "tensor", &st);
+}
+
+static int l_shape(lua_State *L) {
+  atc_meta m;
+  meta(L, 1, &m);
+  lua_createtable(L, m.ndim, 0);
+  for (int i = 0; i < m.ndim; i++) {
+    lua_pushinteger(L, (lua_Integer)m.sizes[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* t:size() -> the shape table; t:size(d) -> the size of dimension d. */
+static int l_size(lua_State *L) {
+  atc_meta m;
+  if (lua_isnoneornil(L, 2)) return l_shape(L);
+  meta(L, 1, &m);
+  lua_Integer d = luaL_checkinteger(L, 2);
+  if (d < 0) d += m.ndim;
+  if (d < 0 || d >= m.ndim)
+    luaL_error(L, "size: dimension %d out of range for a %d-d tensor", (int)luaL_checkinteger(L, 2), m.ndim);
+  lua_pushinteger(L, (lua_Integer)m.sizes[d]);
+  return 1;
+}
+
+static int l_dim(lua_State *L) {
+  atc_meta m;
+  meta(L, 1, &m);
+  lua_pushinteger(L, m.ndim);
+  return 1;
+}
+
+static int l_numel(lua_State *L) {
+  atc_meta m;
+  meta(L, 1, &m);
+  lua_pushinteger(L, (lua_Integer)m.numel);
+  return 1;
+}
+
+static int l_dtype(lua_State *L) {
+  atc_meta m;
+  meta(L, 1, &m);
+  lua_pushstring(L, m.dtype >= 0 ? atc_dtype_name((atc_dtype)m.dtype) : "other");
+  return 1;
+}
+
+static int l_device(lua_State *L) {
+  atc_meta m;
+  char buf[32];
+  meta(L, 1, &m);
+  atc_device_name(&m.device, buf, sizeof buf);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+static int l_nbytes(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)atc_tensor_nbytes(acqL_checktensor(L, 1)));
+  return 1;
+}
+
+static void push_scalar(lua_State *L, atc_scalar s, int is_bool) {
+  if (is_bool) lua_pushboolean(L, (int)s.i);
+  else if (s.is_int) lua_pushinteger(L, (lua_Integer)s.i);
+  else lua_pushnumber(L, (lua_Number)s.d);
+}
+
+static int l_item(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  atc_status st;
+  atc_scalar s;
+  atc_meta m;
+  if (atc_item(&st, t, &s)) return acqL_fail(L, "item", &st);
+  meta(L, 1, &m);
+  push_scalar(L, s, m.dtype == ATC_BOOL);
+  return 1;
+}
+
+static int is_floating(int dt) {
+  return dt == ATC_F32 || dt == ATC_F64 || dt == ATC_F16 || dt == ATC_BF16;
+}
+
+/* Reads t into a GC-managed buffer (pushed) as f64 or i64. */
+static void *read_all(lua_State *L, atc_tensor *t, const atc_meta *m, int *isfloat) {
+  atc_status st;
+  *isfloat = is_floating(m->dtype) || m->dtype < 0;
+  size_t n = (size_t)(m->numel > 0 ? m->numel : 1);
+  void *buf = lua_newuserdatauv(L, n * 8, 0);
+  if (atc_tensor_read(&st, t, *isfloat ? ATC_F64 : ATC_I64, buf, m->numel))
+    acqL_fail(L, "read", &st);
+  return buf;
+}
+
+static void push_elem(lua_State *L, const void *buf, int64_t k, int isfloat, int isbool) {
+  if (isfloat) lua_pushnumber(L, ((const double *)buf)[k]);
+  else if (isbool) lua_pushboolean(L, ((const int64_t *)buf)[k] != 0);
+  else lua_pushinteger(L, (lua_Integer)((const int64_t *)buf)[k]);
+}
+
+static int64_t build_table(lua_State *L, const atc_meta *m, int depth, const void *buf,
+                           int64_t k, int isfloat, int isbool) {
+  int64_t n = m->sizes[depth];
+  luaL_checkstack(L, 3, "totable: too deep");
+  lua_createtable(L, (int)n, 0);
+  for (int64_t j = 0; j < n; j++) {
+    if (depth + 1 == m->ndim) push_elem(L, buf, k++, isfloat, isbool);
+    else k = build_table(L, m, depth + 1, buf, k, isfloat, isbool);
+    lua_rawseti(L, -2, (lua_Integer)(j + 1));
+  }
+  return k;
+}
+
+/* t:totable(): nested Lua tables (1-based, as Lua tables are); a 0-d tensor
+ * gives its value. */
+static int l_totable(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  atc_meta m;
+  int isfloat;
+  meta(L, 1, &m);
+  void *buf = read_all(L, t, &m, &isfloat);
+  if (m.ndim == 0) {
+    push_elem(L, buf, 0, isfloat, m.dtype == ATC_BOOL);
+    return 1;
+  }
+  build_table(L, &m, 0, buf, 0, isfloat, m.dtype == ATC_BOOL);
+  return 1;
+}
+
+/* ---- printing ----------------------------------------------------------- */
+
+#define EDGE 3        /* elements shown at each end of a summarised dimension */
+#define SUMMARY 1000  /* tensors with more elements than this are summarised  */
+
+static void fmt_elem(luaL_Buffer *B, const void *buf, int64_t k, int isfloat, int isbool) {
+  char s[64];
+  if (isbool) snprintf(s, sizeof s, "%s", ((const int64_t *)buf)[k] ? "true" : "false");
+  else if (isfloat) {
+    double v = ((const double *)buf)[k];
+    if (isnan(v)) snprintf(s, sizeof s, "nan");
+    else if (isinf(v)) snprintf(s, sizeof s, v > 0 ? "inf" : "-inf");
+    else snprintf(s, sizeof s, "%.6g", v);
+  } else snprintf(s, sizeof s, "%lld", (long long)((const int64_t *)buf)[k]);
+  luaL_addstring(B, s);
+}
+
+static void fmt_level(luaL_Buffer *B, const atc_meta *m, int depth, const void *buf,
+                      int64_t offset, const int64_t *strides, int isfloat, int isbool,
+                      int summarise) {
+  int64_t n = m->sizes[depth];
+  luaL_addchar(B, '[');
+  for (int64_t j = 0; j < n; j++) {
+    if (summarise && n > 2 * EDGE && j == EDGE) {
+      luaL_addstring(B, "...");
+      j = n - EDGE;
+      luaL_addstring(B, depth + 1 == m->ndim ? ", " : ",\n");
+      if (depth + 1 < m->ndim)
+        for (int s = 0; s <= depth; s++) luaL_addchar(B, ' ');
+    }
+    if (depth + 1 == m->ndim) fmt_elem(B, buf, offset + j, isfloat, isbool);
+    else fmt_level(B, m, depth + 1, buf, offset + j * strides[depth], strides, isfloat, isbool, summarise);
+    if (j + 1 < n) {
+      luaL_addchar(B, ',');
+      if (depth + 1 == m->ndim) luaL_addchar(B, ' ');
+      else {
+        luaL_addchar(B, '\n');
+        for (int s = 0; s <= depth; s++) luaL_addchar(B, ' ');
+      }
+    }
+  }
+  luaL_addchar(B, ']');
+}
+
+static int l_tostring(lua_State *L) {
+  acqL_Tensor *b = (acqL_Tensor *)luaL_checkudata(L, 1, ACQ_TENSOR_MT);
+  atc_meta m;
+  atc_status st;
+  luaL_Buffer B;
+  char head[128], dev[32];
+  int isfloat;
+  if (!b->h) {
+    lua_pushliteral(L, "acq.Tensor (freed)");
+    return 1;
+  }
+  if (atc_tensor_meta(&st, b->h, &m)) return acqL_fail(L, "tostring", &st);
+  void *buf = read_all(L, b->h, &m, &isfloat);
+  int isbool = m.dtype == ATC_BOOL;
+  luaL_buffinit(L, &B);
+  atc_device_name(&m.device, dev, sizeof dev);
+  luaL_addstring(&B, "acq.Tensor [");
+  for (int i = 0; i < m.ndim; i++) {
+    snprintf(head, sizeof head, i ? ",%lld" : "%lld", (long long)m.sizes[i]);
+    luaL_addstring(&B, head);
+  }
+  snprintf(head, sizeof head, "] %s %s%s\n",
+           m.dtype >= 0 ? atc_dtype_name((atc_dtype)m.dtype) : "other", dev,
+           m.requires_grad ? " requires_grad" : "");
+  luaL_addstring(&B, head);
+  if (m.ndim == 0) {
+    fmt_elem(&B, buf, 0, isfloat, isbool);
+  } else {
+    int64_t strides[ATC_MAX_DIMS];
+    strides[m.ndim - 1] = 1;
+    for (int i = m.ndim - 2; i >= 0; i--) strides[i] = strides[i + 1] * m.sizes[i + 1];
+    fmt_level(&B, &m, 0, buf, 0, strides, isfloat, isbool, m.numel > SUMMARY);
+  }
+  luaL_pushresult(&B);
+  return 1;
+}
+
+/* ---- dtype and device --------------------------------------------------- */
+
+/* t:to(dtype) | t:to(device) | t:to{dtype=, device=} */
+static int l_to(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  atc_meta m;
+  atc_status st;
+  meta(L, 1, &m);
+  atc_dtype dt = m.dtype >= 0 ? (atc_dtype)m.dtype : ATC_F32;
+  atc_device dev = m.device;
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    dt = acqL_optdtype(L, 2, dt);
+    lua_getfield(L, 2, "device");
+    if (!lua_isnil(L, -1)) dev = parse_device(L, -1);
+    lua_pop(L, 1);
+  } else {
+    const char *s = luaL_checkstring(L, 2);
+    int isdtype = 0;
+    for (int i = 0; DTYPES[i].name; i++)
+      if (strcmp(DTYPES[i].name, s) == 0) {
+        dt = DTYPES[i].dt;
+        isdtype = 1;
+        break;
+      }
+    if (!isdtype) dev = parse_device(L, 2);
+  }
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_to(&st, t, dt, dev, &b->h)) return acqL_fail(L, "to", &st);
+  return acqL_done(L, b);
+}
+
+static int to_dtype(lua_State *L, atc_dtype dt) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_to_dtype(&st, t, dt, &b->h)) return acqL_fail(L, "to", &st);
+  return acqL_done(L, b);
+}
+static int l_float(lua_State *L) { return to_dtype(L, ATC_F32); }
+static int l_double(lua_State *L) { return to_dtype(L, ATC_F64); }
+static int l_long(lua_State *L) { return to_dtype(L, ATC_I64); }
+static int l_bool(lua_State *L) { return to_dtype(L, ATC_BOOL); }
+
+static int to_device(lua_State *L, atc_device dev) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_to_device(&st, t, dev, &b->h)) return acqL_fail(L, "to", &st);
+  return acqL_done(L, b);
+}
+static int l_cpu(lua_State *L) {
+  atc_device d = {ATC_CPU, -1};
+  return to_device(L, d);
+}
+static int l_cuda(lua_State *L) {
+  atc_device d = {ATC_CUDA, (int32_t)luaL_optinteger(L, 2, -1)};
+  return to_device(L, d);
+}
+
+/* ---- views and shape ---------------------------------------------------- */
+
+typedef int (*sizes_fn)(atc_status *, const atc_tensor *, const int64_t *, int, atc_tensor **);
+
+static int with_sizes(lua_State *L, sizes_fn fn, const char *op) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  int64_t sizes[ATC_MAX_DIMS];
+  int nd;
+  atc_status st;
+  acqL_checksizes(L, 2, sizes, &nd);
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (fn(&st, t, sizes, nd, &b->h)) return acqL_fail(L, op, &st);
+  return acqL_done(L, b);
+}
+static int l_view(lua_State *L) { return with_sizes(L, atc_view, "view"); }
+static int l_reshape(lua_State *L) { return with_sizes(L, atc_reshape, "reshape"); }
+static int l_permute(lua_State *L) { return with_sizes(L, atc_permute, "permute"); }
+static int l_expand(lua_State *L) { return with_sizes(L, atc_expand, "expand"); }
+static int l_repeat(lua_State *L) { return with_sizes(L, atc_repeat, "repeat"); }
+
+static int l_transpose(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  int64_t d0 = luaL_optinteger(L, 2, 0), d1 = luaL_optinteger(L, 3, 1);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_transpose(&st, t, d0, d1, &b->h)) return acqL_fail(L, "transpose", &st);
+  return acqL_done(L, b);
+}
+
+static int l_squeeze(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  int all = lua_isnoneornil(L, 2);
+  int64_t d = all ? 0 : luaL_checkinteger(L, 2);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_squeeze(&st, t, all, d, &b->h)) return acqL_fail(L, "squeeze", &st);
+  return acqL_done(L, b);
+}
+
+static int l_unsqueeze(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  int64_t d = luaL_checkinteger(L, 2);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_unsqueeze(&st, t, d, &b->h)) return acqL_fail(L, "unsqueeze", &st);
+  return acqL_done(L, b);
+}
+
+static int l_flatten(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  int64_t s = luaL_optinteger(L, 2, 0), e = luaL_optinteger(L, 3, -1);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_flatten(&st, t, s, e, &b->h)) return acqL_fail(L, "flatten", &st);
+  return acqL_done(L, b);
+}
+
+typedef int (*unary_fn)(atc_status *, const atc_tensor *, atc_tensor **);
+static int with_tensor(lua_State *L, unary_fn fn, const char *op) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (fn(&st, t, &b->h)) return acqL_fail(L, op, &st);
+  return acqL_done(L, b);
+}
+static int l_contiguous(lua_State *L) { return with_tensor(L, atc_contiguous, "contiguous"); }
+static int l_clone(lua_State *L) { return with_tensor(L, atc_clone, "clone"); }
+
+/* Tensors from a Lua list (table) at idx, into a userdata array (pushed). */
+static const atc_tensor **tensor_list(lua_State *L, int idx, int *n) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_Integer len = luaL_len(L, idx);
+  if (len < 1 || len > 1 << 20) luaL_error(L, "expected a non-empty list of tensors");
+  const atc_tensor **v = (const atc_tensor **)lua_newuserdatauv(L, sizeof(*v) * (size_t)len, 0);
+  for (lua_Integer i = 1; i <= len; i++) {
+    lua_rawgeti(L, idx, i);
+    if (!acqL_testbox(L, -1))
+      luaL_error(L, "element %d of the list is a %s, not a tensor", (int)i, luaL_typename(L, -1));
+    v[i - 1] = acqL_checktensor(L, -1);
+    lua_pop(L, 1);
+  }
+  *n = (int)len;
+  return v;
+}
+
+typedef int (*list_fn)(atc_status *, const atc_tensor *const *, int, int64_t, atc_tensor **);
+static int with_list(lua_State *L, list_fn fn, const char *op) {
+  int n;
+  const atc_tensor **v = tensor_list(L, 1, &n);
+  int64_t dim = luaL_optinteger(L, 2, 0);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (fn(&st, v, n, dim, &b->h)) return acqL_fail(L, op, &st);
+  return acqL_done(L, b);
+}
+static int l_cat(lua_State *L) { return with_list(L, atc_cat, "cat"); }
+static int l_stack(lua_State *L) { return with_list(L, atc_stack, "stack"); }
+
+static int l_narrow(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  int64_t dim = luaL_checkinteger(L, 2), start = luaL_checkinteger(L, 3),
+          len = luaL_checkinteger(L, 4);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_narrow(&st, t, dim, start, len, &b->h)) return acqL_fail(L, "narrow", &st);
+  return acqL_done(L, b);
+}
+
+/* t:slice(dim, start, end [, step]): end exclusive, as Python's slices. */
+static int l_slice(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  int64_t dim = luaL_checkinteger(L, 2), s = luaL_optinteger(L, 3, 0),
+          e = luaL_optinteger(L, 4, INT64_MAX), step = luaL_optinteger(L, 5, 1);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_slice(&st, t, dim, s, e, step, &b->h)) return acqL_fail(L, "slice", &st);
+  return acqL_done(L, b);
+}
+
+static int l_select(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  int64_t dim = luaL_checkinteger(L, 2), i = luaL_checkinteger(L, 3);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_select(&st, t, dim, i, &b->h)) return acqL_fail(L, "select", &st);
+  return acqL_done(L, b);
+}
+
+typedef int (*index_fn)(atc_status *, const atc_tensor *, int64_t, const atc_tensor *, atc_tensor **);
+static int with_index(lua_State *L, index_fn fn, const char *op) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  int64_t dim = luaL_checkinteger(L, 2);
+  atc_tensor *idx = acqL_checktensor(L, 3);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (fn(&st, t, dim, idx, &b->h)) return acqL_fail(L, op, &st);
+  return acqL_done(L, b);
+}
+static int l_index_select(lua_State *L) { return with_index(L, atc_index_select, "index_select"); }
+static int l_gather(lua_State *L) { return with_index(L, atc_gather, "gather"); }
+
+/* t:scatter(dim, index, src_tensor_or_number) */
+static int l_scatter(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  int64_t dim = luaL_checkinteger(L, 2);
+  atc_tensor *idx = acqL_checktensor(L, 3);
+  atc_status st;
+  int rc;
+  if (acqL_isscalar(L, 4)) {
+    atc_scalar v = acqL_checkscalar(L, 4);
+    acqL_Tensor *b = acqL_newtensor(L);
+    rc = atc_scatter_value(&st, t, dim, idx, v, &b->h);
+    if (rc) return acqL_fail(L, "scatter", &st);
+    return acqL_done(L, b);
+  }
+  atc_tensor *src = acqL_checktensor(L, 4);
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_scatter(&st, t, dim, idx, src, &b->h)) return acqL_fail(L, "scatter", &st);
+  return acqL_done(L, b);
+}
+
+static int l_masked_fill(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  atc_tensor *mask = acqL_checktensor(L, 2);
+  atc_scalar v = acqL_checkscalar(L, 3);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_masked_fill(&st, t, mask, v, &b->h)) return acqL_fail(L, "masked_fill", &st);
+  return acqL_done(L, b);
+}
+
+/* acq.where(cond, a, b) */
+static int l_where(lua_State *L) {
+  atc_tensor *c = acqL_checktensor(L, 1), *a = acqL_checktensor(L, 2), *x = acqL_checktensor(L, 3);
+  atc_status st;
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_where(&st, c, a, x, &b->h)) return acqL_fail(L, "where", &st);
+  return acqL_done(L, b);
+}
+
+/* ---- in place ----------------------------------------------------------- */
+
+static int l_copy_(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1), *src = acqL_checktensor(L, 2);
+  atc_status st;
+  if (atc_copy_(&st, t, src)) return acqL_fail(L, "copy_", &st);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_fill_(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  atc_scalar v = acqL_checkscalar(L, 2);
+  atc_status st;
+  if (atc_fill_(&st, t, v)) return acqL_fail(L, "fill_", &st);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_zero_(lua_State *L) {
+  lua_settop(L, 1);
+  lua_pushinteger(L, 0);
+  return l_fill_(L);
+}
+
+/* ---- indexing: t[i] is t:select(0, i); t[i] = v fills or copies --------- */
+
+static int l_index(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    atc_tensor *t = acqL_checktensor(L, 1);
+    int isint;
+    int64_t i = (int64_t)lua_tointegerx(L, 2, &isint);
+    atc_status st;
+    if (!isint) luaL_error(L, "tensor index must be an integer");
+    acqL_Tensor *b = acqL_newtensor(L);
+    if (atc_select(&st, t, 0, i, &b->h)) return acqL_fail(L, "index", &st);
+    return acqL_done(L, b);
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1)); /* the method table */
+  return 1;
+}
+
+static int l_newindex(lua_State *L) {
+  atc_tensor *t = acqL_checktensor(L, 1);
+  int isint;
+  int64_t i = (int64_t)lua_tointegerx(L, 2, &isint);
+  atc_status st;
+  if (!isint) luaL_error(L, "tensors take integer indices only (fields cannot be set)");
+  acqL_Tensor *row = acqL_newtensor(L); /* index 4 */
+  if (atc_select(&st, t, 0, i, &row->h)) return acqL_fail(L, "index", &st);
+  acqL_done(L, row);
+  int rc = acqL_isscalar(L, 3) ? atc_fill_(&st, row->h, acqL_checkscalar(L, 3))
+                               : atc_copy_(&st, row->h, acqL_checktensor(L, 3));
+  if (rc) return acqL_fail(L, "index assignment", &st);
+  return 0;
+}
+
+/* ---- registration ------------------------------------------------------- */
+
+static const luaL_Reg methods[] = {
+    {"free", l_tensor_free},   {"shape", l_shape},
+    {"size", l_size},          {"dim", l_dim},
+    {"numel", l_numel},        {"dtype", l_dtype},
+    {"device", l_device},      {"nbytes", l_nbytes},
+    {"item", l_item},          {"totable", l_totable},
+    {"to", l_to},              {"float", l_float},
+    {"double", l_double},      {"long", l_long},
+    {"bool", l_bool},          {"cpu", l_cpu},
+    {"cuda", l_cuda},          {"view", l_view},
+    {"reshape", l_reshape},    {"permute", l_permute},
+    {"expand", l_expand},      {"repeat_", l_repeat},
+    {"transpose", l_transpose}, {"squeeze", l_squeeze},
+    {"unsqueeze", l_unsqueeze}, {"flatten", l_flatten},
+    {"contiguous", l_contiguous}, {"clone", l_clone},
+    {"narrow", l_narrow},      {"slice", l_slice},
+    {"select", l_select},      {"index_select", l_index_select},
+    {"gather", l_gather},      {"scatter", l_scatter},
+    {"masked_fill", l_masked_fill}, {"copy_", l_copy_},
+    {"fill_", l_fill_},        {"zero_", l_zero_},
+    {NULL, NULL}};
+
+static const luaL_Reg functions[] = {
+    {"tensor", l_tensor}, {"zeros", l_zeros},     {"ones", l_ones},
+    {"empty", l_empty},   {"full", l_full},       {"arange", l_arange},
+    {"randn", l_randn},   {"rand", l_rand},       {"randint", l_randint},
+    {"cat", l_cat},       {"stack", l_stack},     {"where", l_where},
+    {NULL, NULL}};
+
+void acqL_open_tensor(lua_State *L, int methods_idx, int module_idx) {
+  /* metatable: lifecycle and indexing; arithmetic is added by l_math.c */
+  luaL_getmetatable(L, ACQ_TENSOR_MT);
+  lua_pushcfunction(L, l_tensor_free);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_tensor_free);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, l_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushvalue(L, methods_idx);
+  lua_pushcclosure(L, l_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushliteral(L, ACQ_TENSOR_MT);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+  lua_pushvalue(L, methods_idx);
+  luaL_setfuncs(L, methods, 0);
+  lua_pop(L, 1);
+  lua_pushvalue(L, module_idx);
+  luaL_setfuncs(L, functions, 0);
+  lua_pop(L, 1);
+}

@@ -1,0 +1,342 @@
+/*
+ * atc.h -- the C ABI over libtorch ("ATen + autograd"), the only place where
+ * acq talks to C++.
+ *
+ * Rules, for every function declared here:
+ *   - Handles are opaque. Every tensor a function produces is a new handle
+ *     owned by the caller, released with atc_tensor_free(). Inputs are
+ *     borrowed: the callee never keeps or frees them.
+ *   - Functions that can fail return an int status (ATC_OK == 0) and fill the
+ *     caller-owned atc_status: code and a NUL-terminated message without the
+ *     C++ backtrace. On failure no output handle is written.
+ *   - No C++ exception ever leaves this ABI; nothing here calls Lua.
+ *   - Dimensions and indices count from 0; a negative dimension counts from
+ *     the end, as in PyTorch.
+ */
+#ifndef ATC_H
+#define ATC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define ATC_API __declspec(dllexport)
+#else
+#define ATC_API __attribute__((visibility("default")))
+#endif
+
+#define ATC_MAX_DIMS 16
+#define ATC_MSG_SIZE 512
+
+typedef struct atc_tensor atc_tensor;       /* one owned at::Tensor          */
+typedef struct atc_optim atc_optim;         /* Adam or SGD over a param list */
+typedef struct atc_generator atc_generator; /* a seedable random generator   */
+
+typedef enum atc_code {
+  ATC_OK = 0,
+  ATC_ERR_TORCH = 1,   /* c10::Error: bad shapes, dtypes, devices, ...       */
+  ATC_ERR_OOM = 2,     /* c10::OutOfMemoryError or std::bad_alloc            */
+  ATC_ERR_ARG = 3,     /* rejected by the shim before reaching libtorch      */
+  ATC_ERR_UNKNOWN = 4  /* any other exception                                */
+} atc_code;
+
+typedef struct atc_status {
+  int32_t code;
+  char msg[ATC_MSG_SIZE];
+} atc_status;
+
+typedef enum atc_dtype {
+  ATC_F32 = 0,
+  ATC_F64 = 1,
+  ATC_I64 = 2,
+  ATC_I32 = 3,
+  ATC_U8 = 4,
+  ATC_BOOL = 5,
+  ATC_F16 = 6,
+  ATC_BF16 = 7,
+  ATC_DTYPE_COUNT = 8
+} atc_dtype;
+
+typedef enum atc_device_type { ATC_CPU = 0, ATC_CUDA = 1 } atc_device_type;
+
+typedef struct atc_device {
+  int32_t type;   /* atc_device_type                  */
+  int32_t index;  /* -1: the current device of a type */
+} atc_device;
+
+/* A number argument: integral scalars keep integer tensors integral. */
+typedef struct atc_scalar {
+  int32_t is_int;
+  int64_t i;
+  double d;
+} atc_scalar;
+
+typedef struct atc_meta {
+  int32_t dtype;        /* atc_dtype, or -1 for a dtype the ABI does not name */
+  atc_device device;
+  int32_t ndim;
+  int32_t requires_grad;
+  int32_t is_leaf;
+  int64_t numel;
+  int64_t sizes[ATC_MAX_DIMS];
+} atc_meta;
+
+/* ---- lifecycle and metadata -------------------------------------------- */
+ATC_API void    atc_tensor_free(atc_tensor *t);                  /* NULL ok */
+ATC_API int64_t atc_tensor_nbytes(const atc_tensor *t);  /* numel * itemsize */
+ATC_API int atc_tensor_meta(atc_status *st, const atc_tensor *t, atc_meta *m);
+ATC_API int atc_tensor_alias(atc_status *st, const atc_tensor *t, atc_tensor **out);
+ATC_API size_t      atc_dtype_size(atc_dtype d);
+ATC_API const char *atc_dtype_name(atc_dtype d);            /* "f32", ...    */
+ATC_API int atc_device_parse(atc_status *st, const char *s, atc_device *out);
+ATC_API int atc_device_name(const atc_device *d, char *buf, size_t n);
+
+/* ---- creation ---------------------------------------------------------- */
+ATC_API int atc_empty(atc_status *st, const int64_t *sizes, int ndim,
+                      atc_dtype dt, atc_device dev, atc_tensor **out);
+ATC_API int atc_full(atc_status *st, const int64_t *sizes, int ndim,
+                     atc_scalar value, atc_dtype dt, atc_device dev,
+                     atc_tensor **out);
+ATC_API int atc_arange(atc_status *st, atc_scalar start, atc_scalar end,
+                       atc_scalar step, atc_dtype dt, atc_device dev,
+                       atc_tensor **out);
+/* gen may be NULL (the default generator, seeded by atc_manual_seed). */
+ATC_API int atc_randn(atc_status *st, const int64_t *sizes, int ndim,
+                      atc_dtype dt, atc_device dev, atc_generator *gen,
+                      atc_tensor **out);
+ATC_API int atc_rand(atc_status *st, const int64_t *sizes, int ndim,
+                     atc_dtype dt, atc_device dev, atc_generator *gen,
+                     atc_tensor **out);
+ATC_API int atc_randint(atc_status *st, int64_t low, int64_t high,
+                        const int64_t *sizes, int ndim, atc_dtype dt,
+                        atc_device dev, atc_generator *gen, atc_tensor **out);
+/* Copies ndim-shaped, C-contiguous data of dtype dt into a new CPU tensor. */
+ATC_API int atc_from_buffer(atc_status *st, const void *data,
+                            const int64_t *sizes, int ndim, atc_dtype dt,
+                            atc_tensor **out);
+/* Copies the elements of t, converted to dtype as, to buf (C order).
+ * n is the capacity of buf in elements; it must be >= numel(t). */
+ATC_API int atc_tensor_read(atc_status *st, const atc_tensor *t, atc_dtype as,
+                            void *buf, int64_t n);
+ATC_API int atc_item(atc_status *st, const atc_tensor *t, atc_scalar *out);
+
+/* ---- dtype and device -------------------------------------------------- */
+ATC_API int atc_to(atc_status *st, const atc_tensor *t, atc_dtype dt,
+                   atc_device dev, atc_tensor **out);
+ATC_API int atc_to_dtype(atc_status *st, const atc_tensor *t, atc_dtype dt,
+                         atc_tensor **out);
+ATC_API int atc_to_device(atc_status *st, const atc_tensor *t, atc_device dev,
+                          atc_tensor **out);
+
+/* ---- views and shape --------------------------------------------------- */
+ATC_API int atc_view(atc_status *st, const atc_tensor *t, const int64_t *sizes,
+                     int ndim, atc_tensor **out);
+ATC_API int atc_reshape(atc_status *st, const atc_tensor *t,
+                        const int64_t *sizes, int ndim, atc_tensor **out);
+ATC_API int atc_permute(atc_status *st, const atc_tensor *t,
+                        const int64_t *dims, int ndim, atc_tensor **out);
+ATC_API int atc_transpose(atc_status *st, const atc_tensor *t, int64_t d0,
+                          int64_t d1, atc_tensor **out);
+ATC_API int atc_expand(atc_status *st, const atc_tensor *t,
+                       const int64_t *sizes, int ndim, atc_tensor **out);
+ATC_API int atc_repeat(atc_status *st, const atc_tensor *t,
+                       const int64_t *reps, int ndim, atc_tensor **out);
+ATC_API int atc_squeeze(atc_status *st, const atc_tensor *t, int all,
+                        int64_t dim, atc_tensor **out);
+ATC_API int atc_unsqueeze(atc_status *st, const atc_tensor *t, int64_t dim,
+                          atc_tensor **out);
+ATC_API int atc_flatten(atc_status *st, const atc_tensor *t, int64_t start,
+                        int64_t end, atc_tensor **out);
+ATC_API int atc_contiguous(atc_status *st, const atc_tensor *t, atc_tensor **out);
+ATC_API int atc_clone(atc_status *st, const atc_tensor *t, atc_tensor **out);
+ATC_API int atc_cat(atc_status *st, const atc_tensor *const *ts, int n,
+                    int64_t dim, atc_tensor **out);
+ATC_API int atc_stack(atc_status *st, const atc_tensor *const *ts, int n,
+                      int64_t dim, atc_tensor **out);
+ATC_API int atc_narrow(atc_status *st, const atc_tensor *t, int64_t dim,
+                       int64_t start, int64_t len, atc_tensor **out);
+ATC_API int atc_slice(atc_status *st, const atc_tensor *t, int64_t dim,
+                      int64_t start, int64_t end, int64_t step,
+                      atc_tensor **out);
+ATC_API int atc_select(atc_status *st, const atc_tensor *t, int64_t dim,
+                       int64_t index, atc_tensor **out);
+ATC_API int atc_index_select(atc_status *st, const atc_tensor *t, int64_t dim,
+                             const atc_tensor *index, atc_tensor **out);
+ATC_API int atc_gather(atc_status *st, const atc_tensor *t, int64_t dim,
+                       const atc_tensor *index, atc_tensor **out);
+ATC_API int atc_scatter(atc_status *st, const atc_tensor *t, int64_t dim,
+                        const atc_tensor *index, const atc_tensor *src,
+                        atc_tensor **out);
+ATC_API int atc_scatter_value(atc_status *st, const atc_tensor *t, int64_t dim,
+                              const atc_tensor *index, atc_scalar value,
+                              atc_tensor **out);
+ATC_API int atc_where(atc_status *st, const atc_tensor *cond,
+                      const atc_tensor *a, const atc_tensor *b,
+                      atc_tensor **out);
+ATC_API int atc_masked_fill(atc_status *st, const atc_tensor *t,
+                            const atc_tensor *mask, atc_scalar value,
+                            atc_tensor **out);
+
+/* ---- in place ---------------------------------------------------------- */
+ATC_API int atc_copy_(atc_status *st, atc_tensor *dst, const atc_tensor *src);
+ATC_API int atc_fill_(atc_status *st, atc_tensor *t, atc_scalar value);
+
+/* ---- elementwise ------------------------------------------------------- */
+typedef enum atc_unary_op {
+  ATC_NEG, ATC_ABS, ATC_EXP, ATC_LOG, ATC_SQRT, ATC_RSQRT, ATC_SIN, ATC_COS,
+  ATC_TANH, ATC_SIGMOID, ATC_RELU, ATC_SIGN, ATC_FLOOR, ATC_CEIL,
+  ATC_ROUND /* half to even */, ATC_TRUNC, ATC_SQUARE, ATC_RECIPROCAL,
+  ATC_LOG1P, ATC_EXPM1, ATC_ERF, ATC_LOG2, ATC_LOGICAL_NOT, ATC_ISNAN,
+  ATC_ISINF, ATC_ISFINITE,
+  ATC_UNARY_COUNT
+} atc_unary_op;
+
+typedef enum atc_binary_op {
+  ATC_ADD, ATC_SUB, ATC_MUL, ATC_DIV, ATC_POW, ATC_REMAINDER,
+  ATC_FLOOR_DIVIDE, ATC_MAXIMUM, ATC_MINIMUM, ATC_ATAN2,
+  ATC_EQ, ATC_NE, ATC_LT, ATC_LE, ATC_GT, ATC_GE,
+  ATC_LOGICAL_AND, ATC_LOGICAL_OR,
+  ATC_BINARY_COUNT
+} atc_binary_op;
+
+ATC_API int atc_unary(atc_status *st, atc_unary_op op, const atc_tensor *a,
+                      atc_tensor **out);
+ATC_API int atc_unary_(atc_status *st, atc_unary_op op, atc_tensor *a);
+ATC_API int atc_binary(atc_status *st, atc_binary_op op, const atc_tensor *a,
+                       const atc_tensor *b, atc_tensor **out);
+ATC_API int atc_binary_(atc_status *st, atc_binary_op op, atc_tensor *a,
+                        const atc_tensor *b);
+/* reverse != 0 computes s op a instead of a op s. */
+ATC_API int atc_binary_scalar(atc_status *st, atc_binary_op op,
+                              const atc_tensor *a, atc_scalar s, int reverse,
+                              atc_tensor **out);
+ATC_API int atc_binary_scalar_(atc_status *st, atc_binary_op op, atc_tensor *a,
+                               atc_scalar s);
+/* a + alpha * b, in place on a (the optimizer's axpy). */
+ATC_API int atc_add_scaled_(atc_status *st, atc_tensor *a, const atc_tensor *b,
+                            atc_scalar alpha);
+ATC_API int atc_clamp(atc_status *st, const atc_tensor *a, int has_min,
+                      atc_scalar min, int has_max, atc_scalar max,
+                      atc_tensor **out);
+ATC_API int atc_leaky_relu(atc_status *st, const atc_tensor *a, double slope,
+                           atc_tensor **out);
+
+/* ---- reductions -------------------------------------------------------- */
+typedef enum atc_reduce_op {
+  ATC_SUM, ATC_MEAN, ATC_AMIN, ATC_AMAX, ATC_LOGSUMEXP, ATC_ANY, ATC_ALL,
+  ATC_REDUCE_COUNT
+} atc_reduce_op;
+
+/* ndims == 0 reduces over every dimension. */
+ATC_API int atc_reduce(atc_status *st, atc_reduce_op op, const atc_tensor *a,
+                       const int64_t *dims, int ndims, int keepdim,
+                       atc_tensor **out);
+/* Variance (or standard deviation when sd != 0), unbiased or biased. */
+ATC_API int atc_var(atc_status *st, const atc_tensor *a, const int64_t *dims,
+                    int ndims, int unbiased, int keepdim, int sd,
+                    atc_tensor **out);
+/* Min or max along dim: values and int64 indices. */
+ATC_API int atc_minmax_dim(atc_status *st, int is_max, const atc_tensor *a,
+                           int64_t dim, int keepdim, atc_tensor **values,
+                           atc_tensor **indices);
+/* argmax / argmin; has_dim == 0 flattens first. */
+ATC_API int atc_argminmax(atc_status *st, int is_max, const atc_tensor *a,
+                          int has_dim, int64_t dim, int keepdim,
+                          atc_tensor **out);
+ATC_API int atc_matmul(atc_status *st, const atc_tensor *a, const atc_tensor *b,
+                       atc_tensor **out);
+
+/* ---- neural network ---------------------------------------------------- */
+/* Optional tensors (bias, BN parameters) may be NULL. */
+ATC_API int atc_conv2d(atc_status *st, const atc_tensor *x /* [N,C,H,W] */,
+                       const atc_tensor *w /* [O,C/g,kh,kw] */,
+                       const atc_tensor *b /* [O] */, const int64_t stride[2],
+                       const int64_t padding[2], const int64_t dilation[2],
+                       int64_t groups, atc_tensor **out);
+ATC_API int atc_conv_transpose2d(atc_status *st, const atc_tensor *x,
+                                 const atc_tensor *w /* [C,O/g,kh,kw] */,
+                                 const atc_tensor *b, const int64_t stride[2],
+                                 const int64_t padding[2],
+                                 const int64_t output_padding[2],
+                                 const int64_t dilation[2], int64_t groups,
+                                 atc_tensor **out);
+/* Batch norm over dim 1.
+ *   training == 0: normalise with running_mean/var (required).
+ *   training != 0: normalise with the batch statistics; running_mean/var are
+ *                  updated with momentum when given, untouched when NULL. */
+ATC_API int atc_batch_norm(atc_status *st, const atc_tensor *x,
+                           const atc_tensor *weight, const atc_tensor *bias,
+                           atc_tensor *running_mean, atc_tensor *running_var,
+                           int training, double momentum, double eps,
+                           atc_tensor **out);
+ATC_API int atc_linear(atc_status *st, const atc_tensor *x /* [...,in] */,
+                       const atc_tensor *w /* [out,in] */,
+                       const atc_tensor *b /* [out] */, atc_tensor **out);
+ATC_API int atc_max_pool2d(atc_status *st, const atc_tensor *x,
+                           const int64_t kernel[2], const int64_t stride[2],
+                           const int64_t padding[2], const int64_t dilation[2],
+                           int ceil_mode, atc_tensor **out);
+ATC_API int atc_avg_pool2d(atc_status *st, const atc_tensor *x,
+                           const int64_t kernel[2], const int64_t stride[2],
+                           const int64_t padding[2], int ceil_mode,
+                           int count_include_pad, atc_tensor **out);
+ATC_API int atc_adaptive_pool2d(atc_status *st, int is_max, const atc_tensor *x,
+                                const int64_t size[2], atc_tensor **out);
+/* Nearest upsampling to size[2] ([H,W] of the output). */
+ATC_API int atc_upsample_nearest2d(atc_status *st, const atc_tensor *x,
+                                   const int64_t size[2], atc_tensor **out);
+ATC_API int atc_softmax(atc_status *st, const atc_tensor *x, int64_t dim,
+                        int log, atc_tensor **out);
+ATC_API int atc_embedding(atc_status *st, const atc_tensor *weight /* [V,D] */,
+                          const atc_tensor *indices, atc_tensor **out);
+ATC_API int atc_one_hot(atc_status *st, const atc_tensor *indices,
+                        int64_t num_classes, atc_tensor **out);
+
+/* ---- autograd ---------------------------------------------------------- */
+ATC_API int atc_requires_grad_(atc_status *st, atc_tensor *t, int on);
+/* grad may be NULL (t must then hold one element). */
+ATC_API int atc_backward(atc_status *st, const atc_tensor *t,
+                         const atc_tensor *grad, int retain_graph);
+/* *out is NULL when t has no gradient. */
+ATC_API int atc_grad(atc_status *st, const atc_tensor *t, atc_tensor **out);
+/* set_to_none != 0 drops the gradient, else zeroes it in place. */
+ATC_API int atc_zero_grad(atc_status *st, atc_tensor *t, int set_to_none);
+ATC_API int atc_detach(atc_status *st, const atc_tensor *t, atc_tensor **out);
+ATC_API int  atc_grad_enabled(void);
+ATC_API void atc_set_grad_enabled(int on);
+
+/* ---- optimizers (PyTorch's update rules) ------------------------------- */
+ATC_API int atc_optim_adam_new(atc_status *st, atc_tensor *const *params,
+                               int n, double lr, double beta1, double beta2,
+                               double eps, double weight_decay,
+                               atc_optim **out);
+ATC_API int atc_optim_sgd_new(atc_status *st, atc_tensor *const *params, int n,
+                              double lr, double momentum, double dampening,
+                              double weight_decay, int nesterov,
+                              atc_optim **out);
+ATC_API int    atc_optim_step(atc_status *st, atc_optim *o);
+ATC_API int    atc_optim_zero_grad(atc_status *st, atc_optim *o, int set_to_none);
+ATC_API void   atc_optim_set_lr(atc_optim *o, double lr);
+ATC_API double atc_optim_lr(const atc_optim *o);
+ATC_API int    atc_optim_nparams(const atc_optim *o);
+ATC_API void   atc_optim_free(atc_optim *o);                      /* NULL ok */
+
+/* ---- runtime ----------------------------------------------------------- */
+ATC_API int  atc_manual_seed(atc_status *st, uint64_t seed);
+ATC_API int  atc_generator_new(atc_status *st, uint64_t seed, atc_device dev,
+                               atc_generator **out);
+ATC_API int  atc_generator_seed(atc_status *st, atc_generator *g, uint64_t seed);
+ATC_API void atc_generator_free(atc_generator *g);                /* NULL ok */
+ATC_API int  atc_set_num_threads(atc_status *st, int n);
+ATC_API int  atc_num_threads(void);
+ATC_API int  atc_cuda_device_count(void);         /* 0 without CUDA support */
+ATC_API const char *atc_version(void);            /* libtorch version       */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ATC_H */

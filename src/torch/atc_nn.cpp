@@ -1,0 +1,148 @@
+// atc_nn.cpp -- the neural-network operators: convolutions, batch norm,
+// linear, pooling, upsampling, softmax, embedding, one-hot.
+#include "atc_internal.hpp"
+
+#include <ATen/ops/adaptive_avg_pool2d.h>
+#include <ATen/ops/adaptive_max_pool2d.h>
+#include <ATen/ops/avg_pool2d.h>
+#include <ATen/ops/batch_norm.h>
+#include <ATen/ops/conv2d.h>
+#include <ATen/ops/conv_transpose2d.h>
+#include <ATen/ops/embedding.h>
+#include <ATen/ops/linear.h>
+#include <ATen/ops/log_softmax.h>
+#include <ATen/ops/max_pool2d.h>
+#include <ATen/ops/one_hot.h>
+#include <ATen/ops/softmax.h>
+#include <ATen/ops/upsample_nearest2d.h>
+
+using namespace atc;
+
+namespace {
+at::IntArrayRef pair(const int64_t *p, const char *what) {
+  if (!p) arg_error(std::string("NULL ") + what + " array");
+  return at::IntArrayRef(p, 2);
+}
+
+void need_4d(const at::Tensor &x, const char *op) {
+  if (x.dim() != 4)
+    arg_error(std::string(op) + ": expected a 4-d input [N,C,H,W], got " +
+              std::to_string(x.dim()) + "-d input of shape " +
+              c10::str(x.sizes()));
+}
+}  // namespace
+
+extern "C" {
+
+int atc_conv2d(atc_status *st, const atc_tensor *x, const atc_tensor *w,
+               const atc_tensor *b, const int64_t stride[2],
+               const int64_t padding[2], const int64_t dilation[2],
+               int64_t groups, atc_tensor **out) {
+  ATC_TRY
+  put(out, at::conv2d(T(x), T(w), opt(b), pair(stride, "stride"),
+                      pair(padding, "padding"), pair(dilation, "dilation"),
+                      groups));
+  ATC_END(st)
+}
+
+int atc_conv_transpose2d(atc_status *st, const atc_tensor *x,
+                         const atc_tensor *w, const atc_tensor *b,
+                         const int64_t stride[2], const int64_t padding[2],
+                         const int64_t output_padding[2],
+                         const int64_t dilation[2], int64_t groups,
+                         atc_tensor **out) {
+  ATC_TRY
+  put(out, at::conv_transpose2d(T(x), T(w), opt(b), pair(stride, "stride"),
+                                pair(padding, "padding"),
+                                pair(output_padding, "output_padding"), groups,
+                                pair(dilation, "dilation")));
+  ATC_END(st)
+}
+
+int atc_batch_norm(atc_status *st, const atc_tensor *x,
+                   const atc_tensor *weight, const atc_tensor *bias,
+                   atc_tensor *running_mean, atc_tensor *running_var,
+                   int training, double momentum, double eps,
+                   atc_tensor **out) {
+  ATC_TRY
+  const at::Tensor &in = T(x);
+  if (in.dim() < 2)
+    arg_error("batch_norm: expected an input with a channel dimension, got " +
+              std::to_string(in.dim()) + "-d");
+  if (!training && (!running_mean || !running_var))
+    arg_error("batch_norm: eval mode needs running_mean and running_var");
+  if ((running_mean == nullptr) != (running_var == nullptr))
+    arg_error("batch_norm: give both running_mean and running_var, or neither");
+  put(out, at::batch_norm(in, opt(weight), opt(bias), opt(running_mean),
+                          opt(running_var), training != 0, momentum, eps,
+                          /*cudnn_enabled=*/true));
+  ATC_END(st)
+}
+
+int atc_linear(atc_status *st, const atc_tensor *x, const atc_tensor *w,
+               const atc_tensor *b, atc_tensor **out) {
+  ATC_TRY
+  put(out, at::linear(T(x), T(w), opt(b)));
+  ATC_END(st)
+}
+
+int atc_max_pool2d(atc_status *st, const atc_tensor *x, const int64_t kernel[2],
+                   const int64_t stride[2], const int64_t padding[2],
+                   const int64_t dilation[2], int ceil_mode, atc_tensor **out) {
+  ATC_TRY
+  put(out, at::max_pool2d(T(x), pair(kernel, "kernel"), pair(stride, "stride"),
+                          pair(padding, "padding"), pair(dilation, "dilation"),
+                          ceil_mode != 0));
+  ATC_END(st)
+}
+
+int atc_avg_pool2d(atc_status *st, const atc_tensor *x, const int64_t kernel[2],
+                   const int64_t stride[2], const int64_t padding[2],
+                   int ceil_mode, int count_include_pad, atc_tensor **out) {
+  ATC_TRY
+  put(out, at::avg_pool2d(T(x), pair(kernel, "kernel"), pair(stride, "stride"),
+                          pair(padding, "padding"), ceil_mode != 0,
+                          count_include_pad != 0));
+  ATC_END(st)
+}
+
+int atc_adaptive_pool2d(atc_status *st, int is_max, const atc_tensor *x,
+                        const int64_t size[2], atc_tensor **out) {
+  ATC_TRY
+  if (is_max)
+    put(out, std::get<0>(at::adaptive_max_pool2d(T(x), pair(size, "size"))));
+  else
+    put(out, at::adaptive_avg_pool2d(T(x), pair(size, "size")));
+  ATC_END(st)
+}
+
+int atc_upsample_nearest2d(atc_status *st, const atc_tensor *x,
+                           const int64_t size[2], atc_tensor **out) {
+  ATC_TRY
+  need_4d(T(x), "upsample_nearest2d");
+  put(out, at::upsample_nearest2d(T(x), pair(size, "size")));
+  ATC_END(st)
+}
+
+int atc_softmax(atc_status *st, const atc_tensor *x, int64_t dim, int log,
+                atc_tensor **out) {
+  ATC_TRY
+  put(out, log ? at::log_softmax(T(x), dim) : at::softmax(T(x), dim));
+  ATC_END(st)
+}
+
+int atc_embedding(atc_status *st, const atc_tensor *weight,
+                  const atc_tensor *indices, atc_tensor **out) {
+  ATC_TRY
+  put(out, at::embedding(T(weight), T(indices)));
+  ATC_END(st)
+}
+
+int atc_one_hot(atc_status *st, const atc_tensor *indices, int64_t num_classes,
+                atc_tensor **out) {
+  ATC_TRY
+  put(out, at::one_hot(T(indices), num_classes));
+  ATC_END(st)
+}
+
+}  // extern "C"

@@ -1,0 +1,79 @@
+// atc_runtime.cpp -- process-wide settings: seeds, generators, threads,
+// CUDA availability, version.
+#include "atc_generator.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Generator.h>
+#include <torch/csrc/api/include/torch/version.h>
+
+using namespace atc;
+
+extern "C" {
+
+int atc_manual_seed(atc_status *st, uint64_t seed) {
+  ATC_TRY
+  at::manual_seed(seed);  // CPU, and every CUDA device when present
+  ATC_END(st)
+}
+
+int atc_generator_new(atc_status *st, uint64_t seed, atc_device dev,
+                      atc_generator **out) {
+  ATC_TRY
+  if (!out) arg_error("NULL output pointer");
+  c10::Device d = device(dev);
+  at::Generator g;
+  if (d.is_cpu()) {
+    g = at::detail::createCPUGenerator(seed);
+  } else {
+    if (at::globalContext().hasCUDA() == false)
+      arg_error("generator: this build of libtorch has no CUDA support");
+    // A CUDA generator seeded from a clone of the device default.
+    const at::Generator &def =
+        at::globalContext().defaultGenerator(d);
+    g = def.clone();
+    g.set_current_seed(seed);
+  }
+  *out = new atc_generator{std::move(g)};
+  ATC_END(st)
+}
+
+int atc_generator_seed(atc_status *st, atc_generator *g, uint64_t seed) {
+  ATC_TRY
+  if (!g) arg_error("NULL generator");
+  std::lock_guard<std::mutex> lock(g->g.mutex());
+  g->g.set_current_seed(seed);
+  ATC_END(st)
+}
+
+void atc_generator_free(atc_generator *g) { delete g; }
+
+int atc_set_num_threads(atc_status *st, int n) {
+  ATC_TRY
+  if (n < 1) arg_error("set_num_threads: need at least 1 thread, got " +
+                       std::to_string(n));
+  at::set_num_threads(n);
+  ATC_END(st)
+}
+
+int atc_num_threads(void) {
+  try {
+    return at::get_num_threads();
+  } catch (...) {
+    return 1;
+  }
+}
+
+int atc_cuda_device_count(void) {
+  try {
+    if (!at::globalContext().hasCUDA()) return 0;
+    return static_cast<int>(at::getNumGPUs());
+  } catch (...) {
+    return 0;
+  }
+}
+
+const char *atc_version(void) { return TORCH_VERSION; }
+
+}  // extern "C"
