@@ -49,6 +49,7 @@ static Optim *newbox(lua_State *L) {
  *                   weight_decay = 0}) */
 static int l_adam(lua_State *L) {
   int n;
+  lua_settop(L, 2); /* options at 2 (maybe nil); the parameter array above */
   atc_tensor **ps = params(L, 1, &n);
   double lr = acqL_optnumfield(L, 2, "lr", 1e-3);
   double b1 = 0.9, b2 = 0.999;
@@ -76,6 +77,7 @@ static int l_adam(lua_State *L) {
  *                  nesterov = false}) */
 static int l_sgd(lua_State *L) {
   int n;
+  lua_settop(L, 2);
   atc_tensor **ps = params(L, 1, &n);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_getfield(L, 2, "lr");

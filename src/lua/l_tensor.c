@@ -885,8 +885,8 @@ static const atc_tensor **tensor_list(lua_State *L, int idx, int *n) {
 typedef int (*list_fn)(atc_status *, const atc_tensor *const *, int, int64_t, atc_tensor **);
 static int with_list(lua_State *L, list_fn fn, const char *op) {
   int n;
-  const atc_tensor **v = tensor_list(L, 1, &n);
   int64_t dim = luaL_optinteger(L, 2, 0);
+  const atc_tensor **v = tensor_list(L, 1, &n);
   atc_status st;
   acqL_Tensor *b = acqL_newtensor(L);
   if (fn(&st, v, n, dim, &b->h)) return acqL_fail(L, op, &st);

@@ -18,10 +18,10 @@ int atc_backward(atc_status *st, const atc_tensor *h, const atc_tensor *grad,
   ATC_TRY
   const at::Tensor &t = T(h);
   if (!t.requires_grad())
-    arg_error("backward: the tensor does not require grad and has no grad_fn "
+    arg_error("the tensor does not require grad and has no grad_fn "
               "(was it computed under no_grad, or from detached inputs?)");
   if (!grad && t.numel() != 1)
-    arg_error("backward: a gradient can be implied only for a one-element "
+    arg_error("a gradient can be implied only for a one-element "
               "tensor, this one has " + std::to_string(t.numel()) +
               " elements; pass the gradient");
   c10::optional<bool> retain;

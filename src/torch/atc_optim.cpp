@@ -29,16 +29,16 @@ using namespace atc;
 namespace {
 
 std::vector<at::Tensor> collect(atc_tensor *const *ps, int n) {
-  if (n <= 0) arg_error("optimizer: empty parameter list");
-  if (!ps) arg_error("optimizer: NULL parameter list");
+  if (n <= 0) arg_error("empty parameter list");
+  if (!ps) arg_error("NULL parameter list");
   std::vector<at::Tensor> v;
   for (int i = 0; i < n; i++) {
     const at::Tensor &p = T(ps[i]);
     if (!p.is_leaf())
-      arg_error("optimizer: parameter " + std::to_string(i + 1) +
+      arg_error("parameter " + std::to_string(i + 1) +
                 " is not a leaf tensor (it was computed from others)");
     if (!at::isFloatingType(p.scalar_type()))
-      arg_error("optimizer: parameter " + std::to_string(i + 1) +
+      arg_error("parameter " + std::to_string(i + 1) +
                 " is not floating point");
     v.push_back(p);
   }
@@ -46,8 +46,8 @@ std::vector<at::Tensor> collect(atc_tensor *const *ps, int n) {
 }
 
 void check_hyper(double lr, double wd) {
-  if (!(lr >= 0)) arg_error("optimizer: learning rate must be >= 0");
-  if (!(wd >= 0)) arg_error("optimizer: weight decay must be >= 0");
+  if (!(lr >= 0)) arg_error("learning rate must be >= 0");
+  if (!(wd >= 0)) arg_error("weight decay must be >= 0");
 }
 
 void adam_step(atc_optim &o, size_t i) {
@@ -93,8 +93,8 @@ int atc_optim_adam_new(atc_status *st, atc_tensor *const *ps, int n, double lr,
   if (!out) arg_error("NULL output pointer");
   check_hyper(lr, weight_decay);
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
-    arg_error("adam: betas must lie in [0, 1)");
-  if (!(eps >= 0)) arg_error("adam: eps must be >= 0");
+    arg_error("betas must lie in [0, 1)");
+  if (!(eps >= 0)) arg_error("eps must be >= 0");
   auto o = std::make_unique<atc_optim>();
   o->kind = atc_optim::ADAM;
   o->params = collect(ps, n);
@@ -116,9 +116,9 @@ int atc_optim_sgd_new(atc_status *st, atc_tensor *const *ps, int n, double lr,
   ATC_TRY
   if (!out) arg_error("NULL output pointer");
   check_hyper(lr, weight_decay);
-  if (!(momentum >= 0)) arg_error("sgd: momentum must be >= 0");
+  if (!(momentum >= 0)) arg_error("momentum must be >= 0");
   if (nesterov && (momentum <= 0 || dampening != 0))
-    arg_error("sgd: nesterov momentum requires a momentum and zero dampening");
+    arg_error("nesterov momentum requires a momentum and zero dampening");
   auto o = std::make_unique<atc_optim>();
   o->kind = atc_optim::SGD;
   o->params = collect(ps, n);

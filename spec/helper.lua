@@ -1,0 +1,103 @@
+--- spec/helper.lua -- shared by the specs: tolerance checks that print the
+-- first mismatches, finite differences, and process helpers.
+local acq = require "acq"
+
+local H = {}
+
+local function flatten(x, out)
+  out = out or {}
+  if type(x) == "number" or type(x) == "boolean" then
+    out[#out + 1] = x
+  elseif acq.is_tensor(x) then
+    local t = x:totable()
+    if type(t) ~= "table" then out[#out + 1] = t else flatten(t, out) end
+  else
+    for _, v in ipairs(x) do flatten(v, out) end
+  end
+  return out
+end
+H.flatten = flatten
+
+--- Asserts |a - e| <= atol + rtol * |e| elementwise; shapes must match when
+-- both are tensors. Prints up to 5 mismatches.
+function H.close(actual, expected, rtol, atol, what)
+  rtol, atol = rtol or 1e-6, atol or 0
+  what = what or "value"
+  if acq.is_tensor(actual) and acq.is_tensor(expected) then
+    local sa, se = actual:shape_string(), expected:shape_string()
+    assert(sa == se, ("%s: shape %s, expected %s"):format(what, sa, se))
+  end
+  local a, e = flatten(actual), flatten(expected)
+  assert(#a == #e, ("%s: %d elements, expected %d"):format(what, #a, #e))
+  local bad, worst, msgs = 0, 0, {}
+  for i = 1, #a do
+    local ai, ei = a[i], e[i]
+    if type(ai) == "boolean" then ai = ai and 1 or 0 end
+    if type(ei) == "boolean" then ei = ei and 1 or 0 end
+    local err = math.abs(ai - ei)
+    local ok = err <= atol + rtol * math.abs(ei) or (ai ~= ai and ei ~= ei)
+    if not ok then
+      bad = bad + 1
+      if #msgs < 5 then msgs[#msgs + 1] = ("  [%d] got %.10g, expected %.10g"):format(i, ai, ei) end
+    end
+    if err > worst then worst = err end
+  end
+  if bad > 0 then
+    error(("%s: %d of %d elements differ (rtol %g, atol %g, worst abs error %g):\n%s")
+      :format(what, bad, #a, rtol, atol, worst, table.concat(msgs, "\n")), 2)
+  end
+  return true
+end
+
+--- Exact equality of values (integers, booleans, or floats compared exactly).
+function H.equal(actual, expected, what)
+  return H.close(actual, expected, 0, 0, what)
+end
+
+--- Central finite differences of the scalar function f() with respect to
+-- every element of the float64 tensor x (changed in place, then restored).
+function H.numgrad(f, x, h)
+  h = h or 1e-6
+  local flat = x:view(-1)
+  local n = flat:numel()
+  local g = {}
+  acq.no_grad(function()
+    for i = 0, n - 1 do
+      local e = flat[i]
+      local v = e:item()
+      e:fill_(v + h)
+      local fp = f():item()
+      e:fill_(v - h)
+      local fm = f():item()
+      e:fill_(v)
+      g[i + 1] = (fp - fm) / (2 * h)
+    end
+  end)
+  return acq.tensor(g, { dtype = "f64" }):view(x:shape())
+end
+
+--- Runs a shell command; returns its output and exit status.
+function H.run(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1; echo \"__rc=$?\""))
+  local out = p:read("a")
+  p:close()
+  local rc = tonumber(out:match("__rc=(%d+)%s*$"))
+  return out:gsub("__rc=%d+%s*$", ""), rc
+end
+
+--- Resident memory of this process in MiB (Linux).
+function H.rss_mib()
+  local f = assert(io.open("/proc/self/status"))
+  local s = f:read("a")
+  f:close()
+  return tonumber(s:match("VmRSS:%s*(%d+)")) / 1024
+end
+
+--- A pcall that must fail; returns the message.
+function H.fails(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error, the call succeeded")
+  return tostring(err)
+end
+
+return H
