@@ -26,21 +26,20 @@ int atc_backward(atc_status *st, const atc_tensor *h, const atc_tensor *grad,
               " elements; pass the gradient");
   c10::optional<bool> retain;
   if (retain_graph) retain = true;
-  t.backward(grad ? grad->t : at::Tensor(), retain, /*create_graph=*/false);
+  t.backward(grad ? at::Tensor(T(grad)) : at::Tensor(), retain, /*create_graph=*/false);
   ATC_END(st)
 }
 
 int atc_grad(atc_status *st, const atc_tensor *h, atc_tensor **out) {
   ATC_TRY
   if (!out) arg_error("NULL output pointer");
-  const at::Tensor &g = T(h).grad();
-  *out = g.defined() ? new atc_tensor{g} : nullptr;
+  *out = release(T(h).grad());
   ATC_END(st)
 }
 
 int atc_zero_grad(atc_status *st, atc_tensor *h, int set_to_none) {
   ATC_TRY
-  at::Tensor &t = Tm(h);
+  const at::Tensor &t = Tm(h);
   if (t.grad().defined()) {
     if (set_to_none) t.mutable_grad() = at::Tensor();
     else t.mutable_grad().detach_().zero_();

@@ -17,11 +17,31 @@
 #include <string>
 #include <vector>
 
-struct atc_tensor {
-  at::Tensor t;
-};
-
+// A handle is a c10::TensorImpl* carrying one owned reference: no allocation
+// beyond libtorch's own per tensor. (atc_tensor is never defined.)
 namespace atc {
+
+using ImplPtr = c10::intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>;
+
+inline c10::TensorImpl *impl(const atc_tensor *h) {
+  return reinterpret_cast<c10::TensorImpl *>(const_cast<atc_tensor *>(h));
+}
+
+// Gives up the tensor's reference to a new handle.
+inline atc_tensor *release(at::Tensor t) {
+  if (!t.defined()) return nullptr;
+  return reinterpret_cast<atc_tensor *>(t.unsafeReleaseTensorImpl());
+}
+
+// A tensor that borrows a handle's reference for the length of a call and
+// gives it back untouched (no refcount traffic), also during unwinding.
+class Borrowed : public at::Tensor {
+ public:
+  explicit Borrowed(const atc_tensor *h) : at::Tensor(ImplPtr::reclaim(impl(h))) {}
+  Borrowed(const Borrowed &) = delete;
+  Borrowed &operator=(const Borrowed &) = delete;
+  ~Borrowed() { unsafeReleaseTensorImpl(); }
+};
 
 // Writes a message into the caller's status, truncated to fit.
 inline int fail(atc_status *st, int code, const char *msg) {
@@ -74,23 +94,23 @@ struct ArgError {
 
 [[noreturn]] inline void arg_error(const std::string &m) { throw ArgError{m}; }
 
-inline const at::Tensor &T(const atc_tensor *h) {
+// const: a Borrowed prvalue must never bind to at::Tensor&& (a move would
+// steal the handle's reference); copies out of it are counted.
+inline const Borrowed T(const atc_tensor *h) {
   if (!h) arg_error("NULL tensor handle");
-  return h->t;
+  return Borrowed(h);
 }
-inline at::Tensor &Tm(atc_tensor *h) {
-  if (!h) arg_error("NULL tensor handle");
-  return h->t;
-}
+inline const Borrowed Tm(atc_tensor *h) { return T(h); }
 inline c10::optional<at::Tensor> opt(const atc_tensor *h) {
   if (!h) return c10::nullopt;
-  return h->t;
+  return at::Tensor(T(h));  // a counted copy: optionals outlive the borrow
 }
 
 // Moves a result into a new handle written to *out.
 inline void put(atc_tensor **out, at::Tensor t) {
   if (!out) arg_error("NULL output pointer");
-  *out = new atc_tensor{std::move(t)};
+  if (!t.defined()) arg_error("libtorch returned an undefined tensor");
+  *out = release(std::move(t));
 }
 
 at::ScalarType scalar_type(int dt);

@@ -99,7 +99,7 @@ at::Tensor unary(int op, const at::Tensor &a) {
   }
 }
 
-void unary_(int op, at::Tensor &a) {
+void unary_(int op, const at::Tensor &a) {
   switch (op) {
     case ATC_NEG: a.neg_(); return;
     case ATC_ABS: a.abs_(); return;
@@ -157,7 +157,7 @@ at::Tensor binary(int op, const at::Tensor &a, const at::Tensor &b) {
   }
 }
 
-void binary_(int op, at::Tensor &a, const at::Tensor &b) {
+void binary_(int op, const at::Tensor &a, const at::Tensor &b) {
   switch (op) {
     case ATC_ADD: a.add_(b); return;
     case ATC_SUB: a.sub_(b); return;
@@ -280,10 +280,11 @@ int atc_var(atc_status *st, const atc_tensor *a, const int64_t *d, int nd,
             int unbiased, int keepdim, int sd, atc_tensor **out) {
   ATC_TRY
   const at::Tensor &t = T(a);
-  c10::optional<at::IntArrayRef> ds;
+  at::OptionalIntArrayRef ds;  // none: every dimension
   if (nd > 0) ds = dims(d, nd);
-  c10::optional<int64_t> corr = unbiased ? 1 : 0;
-  put(out, sd ? at::std(t, ds, corr, keepdim) : at::var(t, ds, corr, keepdim));
+  // the (dim, bool unbiased, keepdim) overload exists in libtorch 1.13 and 2.x
+  put(out, sd ? at::std(t, ds, unbiased != 0, keepdim != 0)
+              : at::var(t, ds, unbiased != 0, keepdim != 0));
   ATC_END(st)
 }
 
@@ -293,14 +294,10 @@ int atc_minmax_dim(atc_status *st, int is_max, const atc_tensor *a,
   ATC_TRY
   if (!values || !indices) arg_error("NULL output pointer");
   auto r = is_max ? at::max(T(a), dim, keepdim) : at::min(T(a), dim, keepdim);
-  atc_tensor *v = new atc_tensor{std::get<0>(r)};
-  try {
-    put(indices, std::get<1>(r));
-  } catch (...) {
-    delete v;
-    throw;
-  }
-  *values = v;
+  if (!std::get<0>(r).defined() || !std::get<1>(r).defined())
+    arg_error("libtorch returned an undefined tensor");
+  *values = release(std::move(std::get<0>(r)));
+  *indices = release(std::move(std::get<1>(r)));
   ATC_END(st)
 }
 

@@ -63,13 +63,15 @@ using namespace atc;
 
 extern "C" {
 
-void atc_tensor_free(atc_tensor *t) { delete t; }
+void atc_tensor_free(atc_tensor *t) {
+  if (t) ImplPtr::reclaim(impl(t));  // drops the handle's reference
+}
 
 int64_t atc_tensor_nbytes(const atc_tensor *h) {
   try {
-    if (!h || !h->t.defined()) return 0;
-    return static_cast<int64_t>(h->t.numel()) *
-           static_cast<int64_t>(h->t.element_size());
+    if (!h) return 0;
+    const c10::TensorImpl *t = impl(h);
+    return static_cast<int64_t>(t->numel()) * static_cast<int64_t>(t->itemsize());
   } catch (...) {
     return 0;
   }
