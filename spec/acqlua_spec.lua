@@ -12,6 +12,17 @@ local function tmpscript(src)
   return name
 end
 
+-- Starts script s, waits for it to print "started", sends SIGINT, and
+-- returns "exit=<status>" followed by what the script printed.
+local function interrupt(s)
+  local cmd = ("(%s %s > %s.out 2>&1 & pid=$!; for i in $(seq 100); do "
+    .. "grep -q started %s.out 2>/dev/null && break; sleep 0.1; done; "
+    .. "kill -INT $pid; wait $pid; echo \"exit=$?\"; cat %s.out)"):format(ACQLUA, s, s, s, s)
+  local out = H.run(cmd)
+  os.remove(s); os.remove(s .. ".out")
+  return out
+end
+
 describe("acqlua", function()
   it("runs -e and prints the issue's example", function()
     local out, rc = H.run(ACQLUA .. [[ -e 'local acq=require"acq"; print(acq.tensor{{1,2},{3,4}}:matmul(acq.tensor{{1,2},{3,4}}):totable()[2][2])']])
@@ -97,12 +108,7 @@ describe("acqlua", function()
       print("caught: " .. tostring(err))
       os.exit(3)
     ]])
-    -- wait until the script runs, then send SIGINT
-    local cmd = ("(%s %s > %s.out 2>&1 & pid=$!; for i in $(seq 100); do "
-      .. "grep -q started %s.out 2>/dev/null && break; sleep 0.1; done; "
-      .. "kill -INT $pid; wait $pid; echo \"exit=$?\"; cat %s.out)"):format(ACQLUA, s, s, s, s)
-    local out = H.run(cmd)
-    os.remove(s); os.remove(s .. ".out")
+    local out = interrupt(s)
     assert.matches("exit=3", out)
     assert.matches("caught: .*interrupted!", out)
   end)
@@ -112,11 +118,7 @@ describe("acqlua", function()
       io.write("started\n"); io.flush()
       while true do end
     ]])
-    local cmd = ("(%s %s > %s.out 2>&1 & pid=$!; for i in $(seq 100); do "
-      .. "grep -q started %s.out 2>/dev/null && break; sleep 0.1; done; "
-      .. "kill -INT $pid; wait $pid; echo \"exit=$?\"; cat %s.out)"):format(ACQLUA, s, s, s, s)
-    local out = H.run(cmd)
-    os.remove(s); os.remove(s .. ".out")
+    local out = interrupt(s)
     assert.matches("exit=1", out)
     assert.matches("interrupted!", out)
   end)

@@ -30,6 +30,10 @@ int          acqL_done(lua_State *L, acqL_Tensor *b); /* count bytes, ret 1  */
 atc_tensor  *acqL_checktensor(lua_State *L, int idx);   /* raises if freed  */
 atc_tensor  *acqL_opttensor(lua_State *L, int idx);     /* nil -> NULL       */
 acqL_Tensor *acqL_testbox(lua_State *L, int idx);       /* NULL if no tensor */
+/* The tensors of the Lua list at idx, in a userdata array (pushed). */
+atc_tensor **acqL_checktensorlist(lua_State *L, int idx, int *n, const char *what);
+/* luaL_setfuncs into the table at idx (no upvalues). */
+void acqL_setfuncs(lua_State *L, int idx, const luaL_Reg *fns);
 /* Raises "<op>: <message>"; never returns. */
 int acqL_fail(lua_State *L, const char *op, const atc_status *st);
 

@@ -115,10 +115,6 @@ static const luaL_Reg functions[] = {
     {NULL, NULL}};
 
 void acqL_open_autograd(lua_State *L, int methods_idx, int module_idx) {
-  lua_pushvalue(L, methods_idx);
-  luaL_setfuncs(L, methods, 0);
-  lua_pop(L, 1);
-  lua_pushvalue(L, module_idx);
-  luaL_setfuncs(L, functions, 0);
-  lua_pop(L, 1);
+  acqL_setfuncs(L, methods_idx, methods);
+  acqL_setfuncs(L, module_idx, functions);
 }

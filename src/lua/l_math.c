@@ -294,12 +294,8 @@ void acqL_open_math(lua_State *L, int methods, int module) {
   static const luaL_Reg plain[] = {{"matmul", l_matmul}, {"clamp", l_clamp},
                                    {"leaky_relu", l_leaky_relu}, {"relu6", l_relu6},
                                    {NULL, NULL}};
-  lua_pushvalue(L, methods);
-  luaL_setfuncs(L, plain, 0);
-  lua_pop(L, 1);
-  lua_pushvalue(L, module);
-  luaL_setfuncs(L, plain, 0);
-  lua_pop(L, 1);
+  acqL_setfuncs(L, methods, plain);
+  acqL_setfuncs(L, module, plain);
 
   static const luaL_Reg meta[] = {{"__add", mm_add}, {"__sub", mm_sub}, {"__mul", mm_mul},
                                   {"__div", mm_div}, {"__pow", mm_pow}, {"__mod", mm_mod},

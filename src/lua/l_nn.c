@@ -191,10 +191,6 @@ static const luaL_Reg methods[] = {
     {NULL, NULL}};
 
 void acqL_open_nn(lua_State *L, int methods_idx, int module_idx) {
-  lua_pushvalue(L, module_idx);
-  luaL_setfuncs(L, functions, 0);
-  lua_pop(L, 1);
-  lua_pushvalue(L, methods_idx);
-  luaL_setfuncs(L, methods, 0);
-  lua_pop(L, 1);
+  acqL_setfuncs(L, module_idx, functions);
+  acqL_setfuncs(L, methods_idx, methods);
 }

@@ -21,23 +21,6 @@ static int l_optim_free(lua_State *L) {
   return 0;
 }
 
-/* Parameters from the list at idx into a userdata array (pushed). */
-static atc_tensor **params(lua_State *L, int idx, int *n) {
-  luaL_checktype(L, idx, LUA_TTABLE);
-  lua_Integer len = luaL_len(L, idx);
-  if (len < 1 || len > 1 << 24) luaL_error(L, "optimizer: expected a non-empty list of tensors");
-  atc_tensor **v = (atc_tensor **)lua_newuserdatauv(L, sizeof(*v) * (size_t)len, 0);
-  for (lua_Integer i = 1; i <= len; i++) {
-    lua_rawgeti(L, idx, i);
-    if (!acqL_testbox(L, -1))
-      luaL_error(L, "optimizer: parameter %d is a %s, not a tensor", (int)i, luaL_typename(L, -1));
-    v[i - 1] = acqL_checktensor(L, -1);
-    lua_pop(L, 1);
-  }
-  *n = (int)len;
-  return v;
-}
-
 static Optim *newbox(lua_State *L) {
   Optim *b = (Optim *)lua_newuserdatauv(L, sizeof *b, 0);
   b->o = NULL;
@@ -50,7 +33,7 @@ static Optim *newbox(lua_State *L) {
 static int l_adam(lua_State *L) {
   int n;
   lua_settop(L, 2); /* options at 2 (maybe nil); the parameter array above */
-  atc_tensor **ps = params(L, 1, &n);
+  atc_tensor **ps = acqL_checktensorlist(L, 1, &n, "adam");
   double lr = acqL_optnumfield(L, 2, "lr", 1e-3);
   double b1 = 0.9, b2 = 0.999;
   if (!lua_isnoneornil(L, 2) && lua_getfield(L, 2, "betas") != LUA_TNIL) {
@@ -78,7 +61,7 @@ static int l_adam(lua_State *L) {
 static int l_sgd(lua_State *L) {
   int n;
   lua_settop(L, 2);
-  atc_tensor **ps = params(L, 1, &n);
+  atc_tensor **ps = acqL_checktensorlist(L, 1, &n, "sgd");
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_getfield(L, 2, "lr");
   if (!lua_isnumber(L, -1)) luaL_error(L, "sgd: the options need a learning rate (lr = ...)");
@@ -146,7 +129,5 @@ void acqL_open_optim(lua_State *L, int module) {
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
-  lua_pushvalue(L, module);
-  luaL_setfuncs(L, functions, 0);
-  lua_pop(L, 1);
+  acqL_setfuncs(L, module, functions);
 }

@@ -115,7 +115,5 @@ void acqL_open_runtime(lua_State *L, int module) {
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
-  lua_pushvalue(L, module);
-  luaL_setfuncs(L, functions, 0);
-  lua_pop(L, 1);
+  acqL_setfuncs(L, module, functions);
 }

@@ -865,16 +865,16 @@ static int with_tensor(lua_State *L, unary_fn fn, const char *op) {
 static int l_contiguous(lua_State *L) { return with_tensor(L, atc_contiguous, "contiguous"); }
 static int l_clone(lua_State *L) { return with_tensor(L, atc_clone, "clone"); }
 
-/* Tensors from a Lua list (table) at idx, into a userdata array (pushed). */
-static const atc_tensor **tensor_list(lua_State *L, int idx, int *n) {
+atc_tensor **acqL_checktensorlist(lua_State *L, int idx, int *n, const char *what) {
   luaL_checktype(L, idx, LUA_TTABLE);
   lua_Integer len = luaL_len(L, idx);
-  if (len < 1 || len > 1 << 20) luaL_error(L, "expected a non-empty list of tensors");
-  const atc_tensor **v = (const atc_tensor **)lua_newuserdatauv(L, sizeof(*v) * (size_t)len, 0);
+  if (len < 1 || len > 1 << 24) luaL_error(L, "%s: expected a non-empty list of tensors", what);
+  atc_tensor **v = (atc_tensor **)lua_newuserdatauv(L, sizeof(*v) * (size_t)len, 0);
   for (lua_Integer i = 1; i <= len; i++) {
     lua_rawgeti(L, idx, i);
     if (!acqL_testbox(L, -1))
-      luaL_error(L, "element %d of the list is a %s, not a tensor", (int)i, luaL_typename(L, -1));
+      luaL_error(L, "%s: element %d of the list is a %s, not a tensor", what, (int)i,
+                 luaL_typename(L, -1));
     v[i - 1] = acqL_checktensor(L, -1);
     lua_pop(L, 1);
   }
@@ -882,14 +882,20 @@ static const atc_tensor **tensor_list(lua_State *L, int idx, int *n) {
   return v;
 }
 
+void acqL_setfuncs(lua_State *L, int idx, const luaL_Reg *fns) {
+  lua_pushvalue(L, idx);
+  luaL_setfuncs(L, fns, 0);
+  lua_pop(L, 1);
+}
+
 typedef int (*list_fn)(atc_status *, const atc_tensor *const *, int, int64_t, atc_tensor **);
 static int with_list(lua_State *L, list_fn fn, const char *op) {
   int n;
   int64_t dim = luaL_optinteger(L, 2, 0);
-  const atc_tensor **v = tensor_list(L, 1, &n);
+  atc_tensor *const *v = acqL_checktensorlist(L, 1, &n, op);
   atc_status st;
   acqL_Tensor *b = acqL_newtensor(L);
-  if (fn(&st, v, n, dim, &b->h)) return acqL_fail(L, op, &st);
+  if (fn(&st, (const atc_tensor *const *)v, n, dim, &b->h)) return acqL_fail(L, op, &st);
   return acqL_done(L, b);
 }
 static int l_cat(lua_State *L) { return with_list(L, atc_cat, "cat"); }
@@ -1083,10 +1089,6 @@ void acqL_open_tensor(lua_State *L, int methods_idx, int module_idx) {
   lua_pushliteral(L, ACQ_TENSOR_MT);
   lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
-  lua_pushvalue(L, methods_idx);
-  luaL_setfuncs(L, methods, 0);
-  lua_pop(L, 1);
-  lua_pushvalue(L, module_idx);
-  luaL_setfuncs(L, functions, 0);
-  lua_pop(L, 1);
+  acqL_setfuncs(L, methods_idx, methods);
+  acqL_setfuncs(L, module_idx, functions);
 }
