@@ -9,7 +9,7 @@ extern "C" {
 
 int atc_requires_grad_(atc_status *st, atc_tensor *h, int on) {
   ATC_TRY
-  Tm(h).requires_grad_(on != 0);
+  T(h).requires_grad_(on != 0);
   ATC_END(st)
 }
 
@@ -39,7 +39,7 @@ int atc_grad(atc_status *st, const atc_tensor *h, atc_tensor **out) {
 
 int atc_zero_grad(atc_status *st, atc_tensor *h, int set_to_none) {
   ATC_TRY
-  const at::Tensor &t = Tm(h);
+  const at::Tensor &t = T(h);
   if (t.grad().defined()) {
     if (set_to_none) t.mutable_grad() = at::Tensor();
     else t.mutable_grad().detach_().zero_();

@@ -100,7 +100,6 @@ inline const Borrowed T(const atc_tensor *h) {
   if (!h) arg_error("NULL tensor handle");
   return Borrowed(h);
 }
-inline const Borrowed Tm(atc_tensor *h) { return T(h); }
 inline c10::optional<at::Tensor> opt(const atc_tensor *h) {
   if (!h) return c10::nullopt;
   return at::Tensor(T(h));  // a counted copy: optionals outlive the borrow

@@ -186,7 +186,7 @@ int atc_unary(atc_status *st, atc_unary_op op, const atc_tensor *a,
 
 int atc_unary_(atc_status *st, atc_unary_op op, atc_tensor *a) {
   ATC_TRY
-  unary_(op, Tm(a));
+  unary_(op, T(a));
   ATC_END(st)
 }
 
@@ -200,7 +200,7 @@ int atc_binary(atc_status *st, atc_binary_op op, const atc_tensor *a,
 int atc_binary_(atc_status *st, atc_binary_op op, atc_tensor *a,
                 const atc_tensor *b) {
   ATC_TRY
-  binary_(op, Tm(a), T(b));
+  binary_(op, T(a), T(b));
   ATC_END(st)
 }
 
@@ -214,14 +214,14 @@ int atc_binary_scalar(atc_status *st, atc_binary_op op, const atc_tensor *a,
 int atc_binary_scalar_(atc_status *st, atc_binary_op op, atc_tensor *a,
                        atc_scalar s) {
   ATC_TRY
-  binary_(op, Tm(a), wrap(s));
+  binary_(op, T(a), wrap(s));
   ATC_END(st)
 }
 
 int atc_add_scaled_(atc_status *st, atc_tensor *a, const atc_tensor *b,
                     atc_scalar alpha) {
   ATC_TRY
-  Tm(a).add_(T(b), scalar(alpha));
+  T(a).add_(T(b), scalar(alpha));
   ATC_END(st)
 }
 

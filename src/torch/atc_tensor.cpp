@@ -417,13 +417,13 @@ int atc_masked_fill(atc_status *st, const atc_tensor *h,
 
 int atc_copy_(atc_status *st, atc_tensor *dst, const atc_tensor *src) {
   ATC_TRY
-  Tm(dst).copy_(T(src));
+  T(dst).copy_(T(src));
   ATC_END(st)
 }
 
 int atc_fill_(atc_status *st, atc_tensor *h, atc_scalar value) {
   ATC_TRY
-  Tm(h).fill_(scalar(value));
+  T(h).fill_(scalar(value));
   ATC_END(st)
 }
 
