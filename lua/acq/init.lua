@@ -32,6 +32,12 @@ function Tensor.allclose(t, u, rtol, atol)
   return ok
 end
 
+--- t:equal(u): same shape, same dtype and every element equal (torch.equal).
+function Tensor.equal(t, u)
+  if t:dtype() ~= u:dtype() or t:shape_string() ~= u:shape_string() then return false end
+  return acq.no_grad(function() return t:eq(u):all():item() end)
+end
+
 --- t:shape_string() -> "[2,3]"
 function Tensor.shape_string(t)
   return "[" .. table.concat(t:shape(), ",") .. "]"

@@ -18,6 +18,7 @@
 #define ACQ_TENSOR_MT    "acq.Tensor"
 #define ACQ_OPTIM_MT     "acq.Optimizer"
 #define ACQ_GENERATOR_MT "acq.Generator"
+#define ACQ_MODULE_MT    "acq.Module"
 
 typedef struct acqL_Tensor {
   atc_tensor *h;   /* NULL once freed (or before the shim filled it) */
@@ -52,6 +53,9 @@ int acqL_checksizes(lua_State *L, int idx, int64_t *sizes, int *ndim);
 /* Exactly two integers: a number n means {n, n}. */
 void acqL_checkpair(lua_State *L, int idx, const char *what, int64_t def,
                     int64_t out[2]);
+/* Field `key` of the options table at opts as a pair (2 or {2, 1}). */
+void acqL_optpair(lua_State *L, int opts, const char *key, int64_t def, int64_t out[2]);
+int64_t acqL_optint(lua_State *L, int opts, const char *key, int64_t def);
 /* A list of dimensions: an integer, a table of integers, or nil (none). */
 int acqL_optdims(lua_State *L, int idx, int64_t *dims);
 const char *acqL_dtypename(atc_dtype d);
@@ -74,5 +78,7 @@ void acqL_open_nn(lua_State *L, int methods, int module);
 void acqL_open_autograd(lua_State *L, int methods, int module);
 void acqL_open_optim(lua_State *L, int module);
 void acqL_open_runtime(lua_State *L, int module);
+void acqL_open_data(lua_State *L, int module);
+void acqL_open_module(lua_State *L, int module);
 
 #endif /* ACQL_H */

@@ -4,31 +4,14 @@
  */
 #include "acqL.h"
 
-/* A pair option (stride = 2 or {2, 1}) from the options table at opts. */
-static void optpair(lua_State *L, int opts, const char *key, int64_t def, int64_t out[2]) {
-  if (lua_isnoneornil(L, opts)) {
-    out[0] = out[1] = def;
-    return;
-  }
-  luaL_checktype(L, opts, LUA_TTABLE);
-  lua_getfield(L, opts, key);
-  acqL_checkpair(L, lua_gettop(L), key, def, out);
-  lua_pop(L, 1);
-}
-
-static int64_t optint(lua_State *L, int opts, const char *key, int64_t def) {
-  lua_Number v = acqL_optnumfield(L, opts, key, (lua_Number)def);
-  return (int64_t)v;
-}
-
 /* acq.conv2d(x, w [, b [, {stride, padding, dilation, groups}]]) */
 static int l_conv2d(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1), *w = acqL_checktensor(L, 2), *b = acqL_opttensor(L, 3);
   int64_t stride[2], pad[2], dil[2];
-  optpair(L, 4, "stride", 1, stride);
-  optpair(L, 4, "padding", 0, pad);
-  optpair(L, 4, "dilation", 1, dil);
-  int64_t groups = optint(L, 4, "groups", 1);
+  acqL_optpair(L, 4, "stride", 1, stride);
+  acqL_optpair(L, 4, "padding", 0, pad);
+  acqL_optpair(L, 4, "dilation", 1, dil);
+  int64_t groups = acqL_optint(L, 4, "groups", 1);
   atc_status st;
   acqL_Tensor *r = acqL_newtensor(L);
   if (atc_conv2d(&st, x, w, b, stride, pad, dil, groups, &r->h)) return acqL_fail(L, "conv2d", &st);
@@ -40,11 +23,11 @@ static int l_conv2d(lua_State *L) {
 static int l_conv_transpose2d(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1), *w = acqL_checktensor(L, 2), *b = acqL_opttensor(L, 3);
   int64_t stride[2], pad[2], opad[2], dil[2];
-  optpair(L, 4, "stride", 1, stride);
-  optpair(L, 4, "padding", 0, pad);
-  optpair(L, 4, "output_padding", 0, opad);
-  optpair(L, 4, "dilation", 1, dil);
-  int64_t groups = optint(L, 4, "groups", 1);
+  acqL_optpair(L, 4, "stride", 1, stride);
+  acqL_optpair(L, 4, "padding", 0, pad);
+  acqL_optpair(L, 4, "output_padding", 0, opad);
+  acqL_optpair(L, 4, "dilation", 1, dil);
+  int64_t groups = acqL_optint(L, 4, "groups", 1);
   atc_status st;
   acqL_Tensor *r = acqL_newtensor(L);
   if (atc_conv_transpose2d(&st, x, w, b, stride, pad, opad, dil, groups, &r->h))
@@ -84,10 +67,10 @@ static int l_max_pool2d(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1);
   int64_t k[2], stride[2], pad[2], dil[2];
   acqL_checkpair(L, 2, "kernel", 0, k);
-  optpair(L, 3, "stride", -1, stride);
+  acqL_optpair(L, 3, "stride", -1, stride);
   if (stride[0] < 0) stride[0] = k[0], stride[1] = k[1];
-  optpair(L, 3, "padding", 0, pad);
-  optpair(L, 3, "dilation", 1, dil);
+  acqL_optpair(L, 3, "padding", 0, pad);
+  acqL_optpair(L, 3, "dilation", 1, dil);
   int ceil_mode = acqL_optbool(L, 3, "ceil_mode", 0);
   atc_status st;
   acqL_Tensor *r = acqL_newtensor(L);
@@ -102,9 +85,9 @@ static int l_avg_pool2d(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1);
   int64_t k[2], stride[2], pad[2];
   acqL_checkpair(L, 2, "kernel", 0, k);
-  optpair(L, 3, "stride", -1, stride);
+  acqL_optpair(L, 3, "stride", -1, stride);
   if (stride[0] < 0) stride[0] = k[0], stride[1] = k[1];
-  optpair(L, 3, "padding", 0, pad);
+  acqL_optpair(L, 3, "padding", 0, pad);
   int ceil_mode = acqL_optbool(L, 3, "ceil_mode", 0);
   int cip = acqL_optbool(L, 3, "count_include_pad", 1);
   atc_status st;

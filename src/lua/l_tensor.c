@@ -234,6 +234,21 @@ void acqL_checkpair(lua_State *L, int idx, const char *what, int64_t def,
   }
 }
 
+void acqL_optpair(lua_State *L, int opts, const char *key, int64_t def, int64_t out[2]) {
+  if (lua_isnoneornil(L, opts)) {
+    out[0] = out[1] = def;
+    return;
+  }
+  luaL_checktype(L, opts, LUA_TTABLE);
+  lua_getfield(L, opts, key);
+  acqL_checkpair(L, lua_gettop(L), key, def, out);
+  lua_pop(L, 1);
+}
+
+int64_t acqL_optint(lua_State *L, int opts, const char *key, int64_t def) {
+  return (int64_t)acqL_optnumfield(L, opts, key, (lua_Number)def);
+}
+
 int acqL_optdims(lua_State *L, int idx, int64_t *dims) {
   int n;
   if (lua_isnoneornil(L, idx)) return 0;

@@ -296,6 +296,24 @@ ATC_API int atc_embedding(atc_status *st, const atc_tensor *weight /* [V,D] */,
 ATC_API int atc_one_hot(atc_status *st, const atc_tensor *indices,
                         int64_t num_classes, atc_tensor **out);
 
+/* ---- fake quantization, eqs. (1)-(2) ------------------------------------
+ * s = max(hi - lo, 1e-8) / (2^bits - 1), b = lo / s + 2^(bits-1),
+ * q = clamp(round(x / s - b), -2^(bits-1), 2^(bits-1) - 1), x_fake = (q + b) s.
+ * lo and hi broadcast against x and are constants for autograd; the
+ * gradient to x is the identity (straight-through). */
+/* Bounds: per_channel != 0 -> min/max over every dim but 0, kept as
+ * [C,1,...]; else 0-dim min/max of the whole tensor. Detached. */
+ATC_API int atc_minmax_bounds(atc_status *st, const atc_tensor *x, int per_channel,
+                              atc_tensor **lo, atc_tensor **hi);
+ATC_API int atc_fake_quantize(atc_status *st, const atc_tensor *x,
+                              const atc_tensor *lo, const atc_tensor *hi,
+                              int bits, atc_tensor **out);
+/* Integer codes (int64) with scale s and offset b (x's dtype). */
+ATC_API int atc_quantize_codes(atc_status *st, const atc_tensor *x,
+                               const atc_tensor *lo, const atc_tensor *hi,
+                               int bits, atc_tensor **codes,
+                               atc_tensor **scale, atc_tensor **offset);
+
 /* ---- autograd ---------------------------------------------------------- */
 ATC_API int atc_requires_grad_(atc_status *st, atc_tensor *t, int on);
 /* grad may be NULL (t must then hold one element). */

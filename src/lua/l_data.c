@@ -1,0 +1,236 @@
+/*
+ * l_data.c -- file formats from Lua: safetensors (src/data/safetensors.c).
+ *
+ *   acq.safetensors.load(path [, {prefix = "fp.", strip = true}])
+ *       -> tensors (name -> Tensor), metadata (key -> string), names (list,
+ *          file order)
+ *   acq.safetensors.header(path) -> entries ({name, dtype, shape} list), metadata
+ *   acq.safetensors.save(path, tensors [, metadata])   (atomic)
+ *       tensors: name -> Tensor (written in sorted name order) or a list of
+ *       {name, Tensor} pairs (written in list order).
+ *
+ * The mapped file lives in a userdata closed by __gc, so an error halfway
+ * through a load leaks nothing and returns nothing half-loaded.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "acqL.h"
+#include "safetensors.h"
+
+#define ACQ_STFILE_MT "acq.SafetensorsFile"
+
+static int stfile_gc(lua_State *L) {
+  acq_st_file *f = luaL_checkudata(L, 1, ACQ_STFILE_MT);
+  acq_st_close(f);
+  return 0;
+}
+
+/* Opens path into a closable userdata left on the stack. */
+static acq_st_file *open_file(lua_State *L, const char *path) {
+  acq_st_file *f = lua_newuserdatauv(L, sizeof *f, 0);
+  memset(f, 0, sizeof *f);
+  if (luaL_newmetatable(L, ACQ_STFILE_MT)) {
+    lua_pushcfunction(L, stfile_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, stfile_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+  char err[ACQ_ST_ERR];
+  if (acq_st_open(path, f, err, sizeof err)) luaL_error(L, "%s", err);
+  return f;
+}
+
+static void push_meta(lua_State *L, const acq_st_file *f) {
+  lua_createtable(L, 0, f->nmeta);
+  for (int i = 0; i < f->nmeta; i++) {
+    lua_pushstring(L, f->meta_val[i]);
+    lua_setfield(L, -2, f->meta_key[i]);
+  }
+}
+
+static void push_shape(lua_State *L, const acq_st_entry *e) {
+  lua_createtable(L, e->ndim, 0);
+  for (int d = 0; d < e->ndim; d++) {
+    lua_pushinteger(L, e->shape[d]);
+    lua_rawseti(L, -2, d + 1);
+  }
+}
+
+static int l_st_load(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  const char *prefix = NULL;
+  int strip = 1;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "prefix");
+    prefix = lua_tostring(L, -1); /* anchored in the options table */
+    lua_pop(L, 1);
+    strip = acqL_optbool(L, 2, "strip", 1);
+  }
+  lua_settop(L, 2);
+  acq_st_file *f = open_file(L, path); /* 3 */
+  size_t plen = prefix ? strlen(prefix) : 0;
+  lua_newtable(L); /* 4: tensors */
+  lua_newtable(L); /* 5: names   */
+  int k = 0;
+  for (int i = 0; i < f->n; i++) {
+    const acq_st_entry *e = &f->e[i];
+    if (prefix && strncmp(e->name, prefix, plen) != 0) continue;
+    const char *key = strip ? e->name + plen : e->name;
+    acqL_Tensor *b = acqL_newtensor(L);
+    atc_status st;
+    if (atc_from_buffer(&st, f->data + e->begin, e->shape, e->ndim, (atc_dtype)e->dtype, &b->h))
+      return luaL_error(L, "%s: tensor '%s': %s", path, e->name, st.msg);
+    acqL_done(L, b);
+    lua_setfield(L, 4, key);
+    lua_pushstring(L, key);
+    lua_rawseti(L, 5, ++k);
+  }
+  push_meta(L, f); /* 6 */
+  acq_st_close(f);
+  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 6);
+  lua_pushvalue(L, 5);
+  return 3;
+}
+
+static int l_st_header(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  acq_st_file *f = open_file(L, path);
+  lua_createtable(L, f->n, 0);
+  for (int i = 0; i < f->n; i++) {
+    const acq_st_entry *e = &f->e[i];
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, e->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, acq_st_dtype_name(e->dtype));
+    lua_setfield(L, -2, "dtype");
+    push_shape(L, e);
+    lua_setfield(L, -2, "shape");
+    lua_pushinteger(L, (lua_Integer)(e->end - e->begin));
+    lua_setfield(L, -2, "nbytes");
+    lua_rawseti(L, -2, i + 1);
+  }
+  push_meta(L, f);
+  acq_st_close(f);
+  return 2;
+}
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* acq.safetensors.save(path, tensors [, metadata]) */
+static int l_st_save(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  /* 4: list of {name, tensor} in write order */
+  lua_newtable(L);
+  int n = 0;
+  if (lua_rawlen(L, 2) > 0) {
+    n = (int)lua_rawlen(L, 2);
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, 2, i);
+      if (!lua_istable(L, -1)) return luaL_error(L, "%s: entry %d is not a {name, tensor} pair", path, i);
+      lua_rawseti(L, 4, i);
+    }
+  } else {
+    /* collect and sort the names */
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      if (lua_type(L, -2) != LUA_TSTRING)
+        return luaL_error(L, "%s: tensor table keys must be strings", path);
+      lua_pop(L, 1);
+      n++;
+    }
+    const char **names = lua_newuserdatauv(L, sizeof(char *) * (n ? n : 1), 0); /* 5 */
+    int k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      lua_pop(L, 1);
+      names[k++] = lua_tostring(L, -1); /* anchored as keys of the table */
+    }
+    qsort(names, n, sizeof *names, cmp_names);
+    for (int i = 0; i < n; i++) {
+      lua_createtable(L, 2, 0);
+      lua_pushstring(L, names[i]);
+      lua_rawseti(L, -2, 1);
+      lua_getfield(L, 2, names[i]);
+      lua_rawseti(L, -2, 2);
+      lua_rawseti(L, 4, i + 1);
+    }
+    lua_settop(L, 4);
+  }
+  acq_st_out *out = lua_newuserdatauv(L, sizeof *out * (n ? n : 1), 0); /* 5 */
+  int64_t *shapes = lua_newuserdatauv(L, sizeof(int64_t) * ATC_MAX_DIMS * (n ? n : 1), 0); /* 6 */
+  lua_createtable(L, n, 0); /* 7: byte buffers, anchored */
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, 4, i + 1);
+    int pair = lua_gettop(L);
+    lua_rawgeti(L, pair, 1);
+    const char *name = lua_tostring(L, -1);
+    if (!name) return luaL_error(L, "%s: entry %d has no string name", path, i + 1);
+    lua_rawseti(L, 7, 2 * n + i + 1); /* anchor the name string */
+    lua_rawgeti(L, pair, 2);
+    acqL_Tensor *b = acqL_testbox(L, -1);
+    if (!b || !b->h) return luaL_error(L, "%s: '%s' is not a live tensor", path, name);
+    atc_meta m;
+    atc_status st;
+    if (atc_tensor_meta(&st, b->h, &m)) return luaL_error(L, "%s: '%s': %s", path, name, st.msg);
+    if (m.dtype < 0) return luaL_error(L, "%s: '%s' has a dtype safetensors cannot store", path, name);
+    size_t nbytes = (size_t)m.numel * atc_dtype_size((atc_dtype)m.dtype);
+    void *buf = lua_newuserdatauv(L, nbytes ? nbytes : 1, 0);
+    lua_rawseti(L, 7, i + 1);
+    if (atc_tensor_read(&st, b->h, (atc_dtype)m.dtype, buf, m.numel))
+      return luaL_error(L, "%s: '%s': %s", path, name, st.msg);
+    memcpy(shapes + i * ATC_MAX_DIMS, m.sizes, sizeof(int64_t) * m.ndim);
+    out[i].name = name;
+    out[i].dtype = m.dtype;
+    out[i].ndim = m.ndim;
+    out[i].shape = shapes + i * ATC_MAX_DIMS;
+    out[i].data = buf;
+    out[i].nbytes = nbytes;
+    lua_settop(L, 7);
+  }
+  /* metadata */
+  int nm = 0;
+  const char **mk = NULL, **mv = NULL;
+  if (!lua_isnil(L, 3)) {
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      lua_pop(L, 1);
+      nm++;
+    }
+    mk = lua_newuserdatauv(L, sizeof(char *) * (nm ? nm : 1), 0); /* 8 */
+    mv = lua_newuserdatauv(L, sizeof(char *) * (nm ? nm : 1), 0); /* 9 */
+    lua_newtable(L);                                              /* 10: anchors */
+    int k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      if (lua_type(L, -2) != LUA_TSTRING)
+        return luaL_error(L, "%s: metadata keys must be strings", path);
+      const char *v = luaL_tolstring(L, -1, NULL); /* numbers are written as strings */
+      lua_rawseti(L, 10, k + 1);
+      lua_pop(L, 1);
+      mk[k] = lua_tostring(L, -1); /* a key of the metadata table */
+      mv[k] = v;                   /* anchored in table 10 */
+      k++;
+    }
+  }
+  char err[ACQ_ST_ERR];
+  if (acq_st_write(path, out, n, mk, mv, nm, err, sizeof err)) return luaL_error(L, "%s", err);
+  return 0;
+}
+
+void acqL_open_data(lua_State *L, int module) {
+  static const luaL_Reg fns[] = {
+    {"load", l_st_load}, {"header", l_st_header}, {"save", l_st_save}, {NULL, NULL}};
+  lua_newtable(L);
+  acqL_setfuncs(L, lua_gettop(L), fns);
+  lua_setfield(L, module, "safetensors");
+}

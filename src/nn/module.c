@@ -1,0 +1,440 @@
+/*
+ * module.c -- the module tree: construction with PyTorch's default
+ * initialisation, reference counting, deep copy, traversal, and the forward
+ * pass with the three batch-norm modes and the BN-statistics recorder.
+ */
+#include "module.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const KIND_NAMES[ACQ_M_KIND_COUNT] = {
+  "conv2d", "batchnorm2d", "linear", "relu", "relu6", "maxpool2d",
+  "global_avgpool", "flatten", "identity", "sequential", "residual"};
+
+const char *acq_mkind_name(acq_mkind k) {
+  return (k >= 0 && k < ACQ_M_KIND_COUNT) ? KIND_NAMES[k] : "?";
+}
+
+static int set_error(atc_status *st, int code, const char *fmt, const char *a) {
+  st->code = code;
+  snprintf(st->msg, sizeof st->msg, fmt, a);
+  return code;
+}
+
+static int ok(atc_status *st) {
+  st->code = ATC_OK;
+  return ATC_OK;
+}
+
+static acq_module *alloc_module(atc_status *st, acq_mkind kind) {
+  acq_module *m = calloc(1, sizeof *m);
+  if (!m) {
+    set_error(st, ATC_ERR_OOM, "%s", "out of memory");
+    return NULL;
+  }
+  m->refs = 1;
+  m->kind = kind;
+  m->bn_fixed = -1;
+  m->groups = 1;
+  for (int i = 0; i < 2; i++) m->stride[i] = m->dilation[i] = m->kernel[i] = 1;
+  return m;
+}
+
+static acq_param *add_param(acq_module *m, const char *name, int buffer) {
+  acq_param *p = &m->params[m->nparams++];
+  snprintf(p->name, sizeof p->name, "%s", name);
+  p->buffer = buffer;
+  p->t = NULL;
+  return p;
+}
+
+/* U(-bound, bound), a trainable leaf. */
+static int uniform_param(atc_status *st, const int64_t *sizes, int nd, double bound,
+                         atc_tensor **out) {
+  atc_device cpu = {ATC_CPU, -1};
+  atc_tensor *t = NULL;
+  atc_scalar two_b = {0, 0, 2.0 * bound}, b = {0, 0, bound};
+  if (atc_rand(st, sizes, nd, ATC_F32, cpu, NULL, &t) ||
+      atc_binary_scalar_(st, ATC_MUL, t, two_b) || atc_binary_scalar_(st, ATC_SUB, t, b) ||
+      atc_requires_grad_(st, t, 1)) {
+    atc_tensor_free(t);
+    return st->code;
+  }
+  *out = t;
+  return ATC_OK;
+}
+
+static int full_param(atc_status *st, const int64_t *sizes, int nd, double v, atc_dtype dt,
+                      int grad, atc_tensor **out) {
+  atc_device cpu = {ATC_CPU, -1};
+  atc_scalar s = {dt == ATC_I64, (int64_t)v, v};
+  atc_tensor *t = NULL;
+  if (atc_full(st, sizes, nd, s, dt, cpu, &t) || (grad && atc_requires_grad_(st, t, 1))) {
+    atc_tensor_free(t);
+    return st->code;
+  }
+  *out = t;
+  return ATC_OK;
+}
+
+int acq_conv2d_new(atc_status *st, int64_t in, int64_t out, const int64_t k[2],
+                   const int64_t stride[2], const int64_t pad[2], const int64_t dil[2],
+                   int64_t groups, int bias, acq_module **res) {
+  if (in <= 0 || out <= 0 || groups <= 0 || in % groups || out % groups || k[0] <= 0 || k[1] <= 0)
+    return set_error(st, ATC_ERR_ARG, "%s",
+                     "conv2d: channels and kernel must be positive, channels divisible by groups");
+  acq_module *m = alloc_module(st, ACQ_M_CONV2D);
+  if (!m) return st->code;
+  memcpy(m->kernel, k, sizeof m->kernel);
+  memcpy(m->stride, stride, sizeof m->stride);
+  memcpy(m->padding, pad, sizeof m->padding);
+  memcpy(m->dilation, dil, sizeof m->dilation);
+  m->groups = groups;
+  int64_t ws[4] = {out, in / groups, k[0], k[1]}, bs[1] = {out};
+  double bound = 1.0 / sqrt((double)(in / groups * k[0] * k[1]));
+  acq_param *w = add_param(m, "weight", 0), *b = add_param(m, "bias", 0);
+  if (uniform_param(st, ws, 4, bound, &w->t) || (bias && uniform_param(st, bs, 1, bound, &b->t))) {
+    acq_module_free(m);
+    return st->code;
+  }
+  *res = m;
+  return ok(st);
+}
+
+int acq_batchnorm2d_new(atc_status *st, int64_t c, double eps, double momentum, int affine,
+                        acq_module **res) {
+  if (c <= 0) return set_error(st, ATC_ERR_ARG, "%s", "batchnorm2d: channels must be positive");
+  acq_module *m = alloc_module(st, ACQ_M_BATCHNORM2D);
+  if (!m) return st->code;
+  m->eps = eps;
+  m->momentum = momentum;
+  int64_t s[1] = {c};
+  acq_param *w = add_param(m, "weight", 0), *b = add_param(m, "bias", 0);
+  acq_param *rm = add_param(m, "running_mean", 1), *rv = add_param(m, "running_var", 1);
+  acq_param *nb = add_param(m, "num_batches_tracked", 1);
+  if ((affine && (full_param(st, s, 1, 1.0, ATC_F32, 1, &w->t) ||
+                  full_param(st, s, 1, 0.0, ATC_F32, 1, &b->t))) ||
+      full_param(st, s, 1, 0.0, ATC_F32, 0, &rm->t) ||
+      full_param(st, s, 1, 1.0, ATC_F32, 0, &rv->t) ||
+      full_param(st, NULL, 0, 0.0, ATC_I64, 0, &nb->t)) {
+    acq_module_free(m);
+    return st->code;
+  }
+  *res = m;
+  return ok(st);
+}
+
+int acq_linear_new(atc_status *st, int64_t in, int64_t out, int bias, acq_module **res) {
+  if (in <= 0 || out <= 0) return set_error(st, ATC_ERR_ARG, "%s", "linear: sizes must be positive");
+  acq_module *m = alloc_module(st, ACQ_M_LINEAR);
+  if (!m) return st->code;
+  int64_t ws[2] = {out, in}, bs[1] = {out};
+  double bound = 1.0 / sqrt((double)in);
+  acq_param *w = add_param(m, "weight", 0), *b = add_param(m, "bias", 0);
+  if (uniform_param(st, ws, 2, bound, &w->t) || (bias && uniform_param(st, bs, 1, bound, &b->t))) {
+    acq_module_free(m);
+    return st->code;
+  }
+  *res = m;
+  return ok(st);
+}
+
+int acq_maxpool2d_new(atc_status *st, const int64_t k[2], const int64_t stride[2],
+                      const int64_t pad[2], acq_module **res) {
+  acq_module *m = alloc_module(st, ACQ_M_MAXPOOL2D);
+  if (!m) return st->code;
+  memcpy(m->kernel, k, sizeof m->kernel);
+  memcpy(m->stride, stride, sizeof m->stride);
+  memcpy(m->padding, pad, sizeof m->padding);
+  *res = m;
+  return ok(st);
+}
+
+int acq_simple_new(atc_status *st, acq_mkind kind, acq_module **res) {
+  switch (kind) {
+    case ACQ_M_RELU: case ACQ_M_RELU6: case ACQ_M_GLOBAL_AVGPOOL: case ACQ_M_FLATTEN:
+    case ACQ_M_IDENTITY: break;
+    default: return set_error(st, ATC_ERR_ARG, "module kind %s needs arguments", acq_mkind_name(kind));
+  }
+  acq_module *m = alloc_module(st, kind);
+  if (!m) return st->code;
+  *res = m;
+  return ok(st);
+}
+
+int acq_container_new(atc_status *st, acq_mkind kind, acq_module *const *children,
+                      const char *const *names, int n, int nmain, int post_relu,
+                      acq_module **res) {
+  if (kind != ACQ_M_SEQUENTIAL && kind != ACQ_M_RESIDUAL)
+    return set_error(st, ATC_ERR_ARG, "%s is not a container kind", acq_mkind_name(kind));
+  if (nmain < 0 || nmain > n) return set_error(st, ATC_ERR_ARG, "%s", "residual: bad split");
+  acq_module *m = alloc_module(st, kind);
+  if (!m) return st->code;
+  m->child = calloc(n ? (size_t)n : 1, sizeof *m->child);
+  if (!m->child) {
+    free(m);
+    return set_error(st, ATC_ERR_OOM, "%s", "out of memory");
+  }
+  /* children are stored by reference; the name is the parent's to give, so
+   * each child keeps the name it got last (modules are not meant to be shared
+   * between parents with different names) */
+  for (int i = 0; i < n; i++) {
+    m->child[i] = acq_module_retain(children[i]);
+    if (names && names[i]) snprintf(children[i]->name, ACQ_NAME_MAX, "%s", names[i]);
+    else snprintf(children[i]->name, ACQ_NAME_MAX, "%d", i);
+  }
+  m->nchild = n;
+  m->nmain = kind == ACQ_M_RESIDUAL ? nmain : n;
+  m->post_relu = post_relu;
+  *res = m;
+  return ok(st);
+}
+
+acq_module *acq_module_retain(acq_module *m) {
+  if (m) m->refs++;
+  return m;
+}
+
+void acq_module_free(acq_module *m) {
+  if (!m || --m->refs > 0) return;
+  for (int i = 0; i < m->nparams; i++) atc_tensor_free(m->params[i].t);
+  for (int i = 0; i < m->nchild; i++) acq_module_free(m->child[i]);
+  free(m->child);
+  acq_fq_free(m->wq);
+  acq_fq_free(m->aq);
+  free(m);
+}
+
+int acq_module_clone(atc_status *st, const acq_module *m, acq_module **out) {
+  acq_module *c = calloc(1, sizeof *c);
+  if (!c) return set_error(st, ATC_ERR_OOM, "%s", "out of memory");
+  *c = *m;
+  c->refs = 1;
+  c->child = NULL;
+  c->nchild = 0;
+  c->wq = c->aq = NULL;
+  for (int i = 0; i < m->nparams; i++) c->params[i].t = NULL;
+  int rc = 0;
+  for (int i = 0; i < m->nparams && !rc; i++) {
+    atc_tensor *src = m->params[i].t, *d = NULL;
+    if (!src) continue;
+    atc_meta meta;
+    rc = atc_tensor_meta(st, src, &meta) || atc_detach(st, src, &d) ||
+         atc_clone(st, d, &c->params[i].t) ||
+         (meta.requires_grad && atc_requires_grad_(st, c->params[i].t, 1));
+    atc_tensor_free(d);
+  }
+  if (!rc && m->wq) rc = acq_fq_clone(st, m->wq, &c->wq);
+  if (!rc && m->aq) rc = acq_fq_clone(st, m->aq, &c->aq);
+  if (!rc && m->nchild) {
+    c->child = calloc((size_t)m->nchild, sizeof *c->child);
+    if (!c->child) rc = set_error(st, ATC_ERR_OOM, "%s", "out of memory");
+    for (int i = 0; i < m->nchild && !rc; i++) {
+      rc = acq_module_clone(st, m->child[i], &c->child[i]);
+      if (!rc) c->nchild = i + 1;
+    }
+  }
+  if (rc) {
+    acq_module_free(c);
+    return st->code;
+  }
+  *out = c;
+  return ok(st);
+}
+
+/* ---- traversal ------------------------------------------------------------ */
+
+static int walk(acq_module *m, char *path, size_t len, acq_visit_fn fn, void *ud) {
+  int r = fn(m, path, ud);
+  if (r) return r;
+  for (int i = 0; i < m->nchild; i++) {
+    int n = snprintf(path + len, ACQ_PATH_MAX - len, len ? ".%s" : "%s", m->child[i]->name);
+    size_t nl = len + (size_t)n < ACQ_PATH_MAX ? len + (size_t)n : ACQ_PATH_MAX - 1;
+    r = walk(m->child[i], path, nl, fn, ud);
+    path[len] = '\0';
+    if (r) return r;
+  }
+  return 0;
+}
+
+int acq_module_walk(acq_module *m, acq_visit_fn fn, void *ud) {
+  char path[ACQ_PATH_MAX] = "";
+  return walk(m, path, 0, fn, ud);
+}
+
+/* ---- forward ------------------------------------------------------------------ */
+
+void acq_fwd_init(acq_fwd *c, int bn_mode, int record) {
+  memset(c, 0, sizeof *c);
+  c->bn_mode = bn_mode;
+  c->record = record;
+}
+
+void acq_fwd_clear(acq_fwd *c) {
+  for (int i = 0; i < c->nstats; i++) {
+    atc_tensor_free(c->stats[i].mean);
+    atc_tensor_free(c->stats[i].var);
+  }
+  free(c->stats);
+  atc_tensor_free(c->features);
+  c->stats = NULL;
+  c->nstats = c->capstats = 0;
+  c->features = NULL;
+}
+
+/* eq. (6) needs the mean and the biased variance of each BN input over N,H,W. */
+static int record_stats(atc_status *st, acq_fwd *c, acq_module *m, const atc_tensor *x) {
+  if (c->nstats == c->capstats) {
+    int cap = c->capstats ? 2 * c->capstats : 32;
+    acq_bnstat *s = realloc(c->stats, (size_t)cap * sizeof *s);
+    if (!s) return set_error(st, ATC_ERR_OOM, "%s", "out of memory");
+    c->stats = s;
+    c->capstats = cap;
+  }
+  static const int64_t dims[3] = {0, 2, 3};
+  atc_meta meta;
+  if (atc_tensor_meta(st, x, &meta)) return st->code;
+  int nd = meta.ndim == 4 ? 3 : 1; /* [N,C,H,W] or [N,C] */
+  atc_tensor *mean = NULL, *var = NULL;
+  if (atc_reduce(st, ATC_MEAN, x, dims, nd, 0, &mean) ||
+      atc_var(st, x, dims, nd, /*unbiased=*/0, 0, 0, &var)) {
+    atc_tensor_free(mean);
+    return st->code;
+  }
+  acq_bnstat *s = &c->stats[c->nstats++];
+  s->bn = m;
+  snprintf(s->path, sizeof s->path, "%s", c->path);
+  s->mean = mean;
+  s->var = var;
+  return ATC_OK;
+}
+
+static int forward_bn(atc_status *st, acq_fwd *c, acq_module *m, const atc_tensor *x,
+                      atc_tensor **out) {
+  int mode = m->bn_fixed >= 0 ? m->bn_fixed : c->bn_mode;
+  if (c->record && record_stats(st, c, m, x)) return st->code;
+  atc_tensor *w = m->params[0].t, *b = m->params[1].t;
+  atc_tensor *rm = m->params[2].t, *rv = m->params[3].t;
+  switch (mode) {
+    case ACQ_BN_EVAL:
+      return atc_batch_norm(st, x, w, b, rm, rv, 0, m->momentum, m->eps, out);
+    case ACQ_BN_BATCH: /* F^train: batch statistics, running stats untouched */
+      return atc_batch_norm(st, x, w, b, NULL, NULL, 1, m->momentum, m->eps, out);
+    default: {
+      if (atc_batch_norm(st, x, w, b, rm, rv, 1, m->momentum, m->eps, out)) return st->code;
+      atc_scalar one = {1, 1, 1.0};
+      return atc_binary_scalar_(st, ATC_ADD, m->params[4].t, one);
+    }
+  }
+}
+
+/* conv2d and linear, with their quantizers when Q has them. */
+static int forward_affine(atc_status *st, acq_module *m, const atc_tensor *x, atc_tensor **out) {
+  atc_tensor *xq = NULL, *wq = NULL;
+  const atc_tensor *xi = x, *wi = m->params[0].t;
+  int rc = 0;
+  if (m->aq) {
+    rc = acq_fq_apply(st, m->aq, x, &xq);
+    xi = xq;
+  }
+  if (!rc && m->wq) {
+    rc = acq_fq_apply(st, m->wq, m->params[0].t, &wq);
+    wi = wq;
+  }
+  if (!rc) {
+    if (m->kind == ACQ_M_CONV2D)
+      rc = atc_conv2d(st, xi, wi, m->params[1].t, m->stride, m->padding, m->dilation, m->groups, out);
+    else
+      rc = atc_linear(st, xi, wi, m->params[1].t, out);
+  }
+  atc_tensor_free(xq);
+  atc_tensor_free(wq);
+  return rc;
+}
+
+static int forward_leaf(atc_status *st, acq_fwd *c, acq_module *m, const atc_tensor *x,
+                        atc_tensor **out) {
+  switch (m->kind) {
+    case ACQ_M_CONV2D:
+    case ACQ_M_LINEAR: return forward_affine(st, m, x, out);
+    case ACQ_M_BATCHNORM2D: return forward_bn(st, c, m, x, out);
+    case ACQ_M_RELU: return atc_unary(st, ATC_RELU, x, out);
+    case ACQ_M_RELU6: {
+      atc_scalar lo = {0, 0, 0.0}, hi = {0, 0, 6.0};
+      return atc_clamp(st, x, 1, lo, 1, hi, out);
+    }
+    case ACQ_M_MAXPOOL2D:
+      return atc_max_pool2d(st, x, m->kernel, m->stride, m->padding, m->dilation, 0, out);
+    case ACQ_M_GLOBAL_AVGPOOL: {
+      static const int64_t hw[2] = {2, 3};
+      return atc_reduce(st, ATC_MEAN, x, hw, 2, 0, out);
+    }
+    case ACQ_M_FLATTEN: return atc_flatten(st, x, 1, -1, out);
+    case ACQ_M_IDENTITY: return atc_tensor_alias(st, x, out);
+    default: return set_error(st, ATC_ERR_ARG, "cannot run a %s as a leaf", acq_mkind_name(m->kind));
+  }
+}
+
+/* Runs children [from, to) in order; the identity when the range is empty. */
+static int run_chain(atc_status *st, acq_fwd *c, acq_module *m, int from, int to,
+                     const atc_tensor *x, atc_tensor **out) {
+  atc_tensor *cur = NULL;
+  size_t len = strlen(c->path);
+  for (int i = from; i < to; i++) {
+    atc_tensor *next = NULL;
+    snprintf(c->path + len, ACQ_PATH_MAX - len, len ? ".%s" : "%s", m->child[i]->name);
+    int rc = acq_module_forward(st, c, m->child[i], cur ? cur : x, &next);
+    c->path[len] = '\0';
+    atc_tensor_free(cur);
+    if (rc) return rc;
+    cur = next;
+  }
+  if (!cur) return atc_tensor_alias(st, x, out);
+  *out = cur;
+  return ATC_OK;
+}
+
+int acq_module_forward(atc_status *st, acq_fwd *c, acq_module *m, const atc_tensor *x,
+                       atc_tensor **out) {
+  int rc;
+  atc_tensor *y = NULL;
+  if (m->kind == ACQ_M_SEQUENTIAL) {
+    rc = run_chain(st, c, m, 0, m->nchild, x, &y);
+  } else if (m->kind == ACQ_M_RESIDUAL) {
+    atc_tensor *a = NULL, *b = NULL, *s = NULL;
+    rc = run_chain(st, c, m, 0, m->nmain, x, &a) || run_chain(st, c, m, m->nmain, m->nchild, x, &b) ||
+         atc_binary(st, ATC_ADD, a, b, &s);
+    atc_tensor_free(a);
+    atc_tensor_free(b);
+    if (!rc && m->post_relu) {
+      rc = atc_unary(st, ATC_RELU, s, &y);
+      atc_tensor_free(s);
+    } else {
+      y = s;
+    }
+  } else {
+    rc = forward_leaf(st, c, m, x, &y);
+    if (rc && c->path[0]) {
+      char msg[ACQ_PATH_MAX + ATC_MSG_SIZE + 32];
+      snprintf(msg, sizeof msg, "%s (%s): %s", c->path, acq_mkind_name(m->kind), st->msg);
+      snprintf(st->msg, sizeof st->msg, "%.*s", (int)sizeof st->msg - 1, msg);
+    }
+  }
+  if (rc) {
+    atc_tensor_free(y);
+    return rc;
+  }
+  if (m->tap) {
+    atc_tensor_free(c->features);
+    c->features = NULL;
+    if (atc_tensor_alias(st, y, &c->features)) {
+      atc_tensor_free(y);
+      return st->code;
+    }
+  }
+  *out = y;
+  return ATC_OK;
+}
