@@ -49,6 +49,38 @@ function H.close(actual, expected, rtol, atol, what)
   return true
 end
 
+--- Relative closeness at the scale of the expected values:
+-- |a - e| <= rtol * (|e| + max |e|) elementwise (so entries near zero are
+-- judged against the tensor's magnitude, not their own).
+function H.rel(actual, expected, rtol, what)
+  local m = 0
+  for _, v in ipairs(flatten(expected)) do
+    if math.abs(v) > m then m = math.abs(v) end
+  end
+  return H.close(actual, expected, rtol, rtol * m, what)
+end
+
+H.GOLDEN = os.getenv("ACQ_GOLDEN") or "../shared/reference/golden.safetensors"
+local golden_cache
+--- The reference tensors of ../shared/reference (loaded once).
+function H.golden()
+  if not golden_cache then golden_cache = acq.safetensors.load(H.GOLDEN) end
+  return golden_cache
+end
+
+--- The reference ResNet-20 F (fp.* weights), in float32.
+function H.golden_fp()
+  local F = acq.models.resnet20 { classes = 10, in_channels = 3 }
+  F:load_state_dict(acq.safetensors.load(H.GOLDEN, { prefix = "fp." }))
+  return F
+end
+
+--- [x1; x2], the 8 reference inputs.
+function H.golden_x()
+  local G = H.golden()
+  return acq.cat({ G["in.x1"], G["in.x2"] }, 0)
+end
+
 --- Exact equality of values (integers, booleans, or floats compared exactly).
 function H.equal(actual, expected, what)
   return H.close(actual, expected, 0, 0, what)

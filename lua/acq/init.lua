@@ -8,6 +8,19 @@ local core = require "acq.core"
 
 local acq = {}
 for k, v in pairs(core) do acq[k] = v end
+acq.quant = nil -- acq.quant is lua/acq/quant.lua, which includes core.quant
+
+-- Submodules load on first use: acq.models, acq.quant, acq.data, ...
+local lazy = { models = true, quant = true, data = true, eval = true, export = true }
+setmetatable(acq, {
+  __index = function(t, k)
+    if lazy[k] then
+      local m = require("acq." .. k)
+      rawset(t, k, m)
+      return m
+    end
+  end,
+})
 
 local Tensor = core.Tensor
 local tensor_mt = debug.getregistry()["acq.Tensor"]
