@@ -170,13 +170,40 @@ function M.mobilenet_v2(o)
   })
 end
 
+--- Loads weights from a safetensors file into model, checking every key and
+-- shape first (nothing is loaded on error; the message names the file).
+-- o.map: "pytorchcv" or a function(key) -> key (nil drops the key);
+-- o.prefix: only keys starting with it, stripped; o.strict (default true).
+function M.load_weights(model, path, o)
+  o = o or {}
+  local t = acq.safetensors.load(path, { prefix = o.prefix })
+  local map = o.map == "pytorchcv" and M.pytorchcv_names or o.map
+  if map then
+    local mapped = {}
+    for k, v in pairs(t) do
+      local nk = map(k)
+      if nk then mapped[nk] = v end
+    end
+    t = mapped
+  end
+  return model:load_state_dict(t, { strict = o.strict ~= false, source = path })
+end
+
+--- Writes the model's state dict (parameters and running statistics) to a
+-- safetensors file, atomically.
+function M.save_weights(model, path, metadata)
+  acq.safetensors.save(path, (model:state_dict()), metadata)
+end
+
 --- Builds a model by name: "resnet20", "resnet18", "resnet50", "mobilenet_v2".
 function M.build(name, o)
   local f = M[name]
-  if type(f) ~= "function" or name == "build" or name:match("names$") or name == "init_kaiming" then
+  if type(f) ~= "function" or not M.names[name] then
     error(("unknown model '%s' (known: resnet20, resnet18, resnet50, mobilenet_v2)"):format(tostring(name)), 2)
   end
   return f(o)
 end
+
+M.names = { resnet20 = true, resnet18 = true, resnet50 = true, mobilenet_v2 = true }
 
 return M
