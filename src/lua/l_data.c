@@ -8,12 +8,18 @@
  *   acq.safetensors.save(path, tensors [, metadata])   (atomic)
  *       tensors: name -> Tensor (written in sorted name order) or a list of
  *       {name, Tensor} pairs (written in list order).
+ *   acq.read_file(path) -> the file's bytes as a string; gzip files are
+ *       decompressed (zlib reads plain files unchanged)
+ *   acq.frombytes(s, dtype, shape [, offset]) -> a new CPU tensor holding
+ *       the bytes of s from offset (0-based) on, little-endian
  *
  * The mapped file lives in a userdata closed by __gc, so an error halfway
  * through a load leaks nothing and returns nothing half-loaded.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "acqL.h"
 #include "safetensors.h"
@@ -227,7 +233,57 @@ static int l_st_save(lua_State *L) {
   return 0;
 }
 
+static int l_read_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  gzFile f = gzopen(path, "rb");
+  if (!f) return luaL_error(L, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+  luaL_Buffer B;
+  luaL_buffinit(L, &B);
+  for (;;) {
+    char *p = luaL_prepbuffsize(&B, 1 << 16);
+    int n = gzread(f, p, 1 << 16);
+    if (n < 0) {
+      int code;
+      const char *m = gzerror(f, &code);
+      lua_pushfstring(L, "%s: %s", path, code == Z_ERRNO ? strerror(errno) : m);
+      gzclose(f);
+      return lua_error(L);
+    }
+    if (n == 0) break;
+    luaL_addsize(&B, (size_t)n);
+  }
+  int zrc = gzclose(f);
+  if (zrc != Z_OK)
+    return luaL_error(L, "%s: %s", path, zrc == Z_BUF_ERROR ? "truncated gzip stream" : "read error");
+  luaL_pushresult(&B);
+  return 1;
+}
+
+static int l_frombytes(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  atc_dtype dt = acqL_checkdtype(L, 2);
+  int64_t sizes[ATC_MAX_DIMS];
+  int nd;
+  acqL_checksizes(L, 3, sizes, &nd);
+  lua_Integer off = luaL_optinteger(L, 4, 0);
+  int64_t numel = 1;
+  for (int i = 0; i < nd; i++) numel *= sizes[i];
+  size_t need = (size_t)numel * atc_dtype_size(dt);
+  if (off < 0 || (size_t)off > len || len - (size_t)off < need)
+    return luaL_error(L, "frombytes: %d bytes from offset %d needed, the string has %d",
+                      (int)need, (int)off, (int)len);
+  acqL_Tensor *b = acqL_newtensor(L);
+  atc_status st;
+  if (atc_from_buffer(&st, s + off, sizes, nd, dt, &b->h)) return acqL_fail(L, "frombytes", &st);
+  return acqL_done(L, b);
+}
+
 void acqL_open_data(lua_State *L, int module) {
+  lua_pushcfunction(L, l_read_file);
+  lua_setfield(L, module, "read_file");
+  lua_pushcfunction(L, l_frombytes);
+  lua_setfield(L, module, "frombytes");
   static const luaL_Reg fns[] = {
     {"load", l_st_load}, {"header", l_st_header}, {"save", l_st_save}, {NULL, NULL}};
   lua_newtable(L);

@@ -1,0 +1,167 @@
+--- acq.data -- datasets for evaluation and for training the demo's FP model.
+--
+-- Data-free means the ACQ training loop never sees any of this: recipes
+-- pass datasets to evaluation (acq.eval) and, in the Fashion-MNIST demo, to
+-- the training of the full-precision model, and nowhere else.
+--
+--   acq.data.fashion_mnist{root = DIR, split = "train" | "test"}
+--   acq.data.cifar{root = DIR, classes = 10 | 100, split = "train" | "test"}
+--   acq.data.read_idx(path)                 one idx file (gzip or not)
+--   acq.data.loader(ds, {batch_size, shuffle, seed, drop_last})
+--
+-- A dataset is a table {name, images = u8 [N,C,H,W], labels = i64 [N],
+-- classes = {names}, mean = {..}, std = {..}}; the loader yields float32
+-- batches normalised with the dataset's mean and std.
+local acq = require "acq"
+
+local D = {}
+
+D.FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+D.FASHION_MNIST_CLASSES = { "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                            "Sneaker", "Bag", "Ankle boot" }
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- path or path.gz, whichever exists.
+local function find(root, base, what)
+  for _, p in ipairs { root .. "/" .. base, root .. "/" .. base .. ".gz" } do
+    if exists(p) then return p end
+  end
+  error(("%s: %s/%s[.gz] not found%s"):format(what, root, base,
+    root == D.FASHION_MNIST_ROOT and " (apt-get install dataset-fashion-mnist)" or ""), 0)
+end
+
+local IDX_TYPES = { [0x08] = { "u8", 1 }, [0x09] = { "u8", 1 }, [0x0B] = { "i32", 2 }, [0x0C] = { "i32", 4 },
+                    [0x0D] = { "f32", 4 }, [0x0E] = { "f64", 8 } }
+
+--- Reads an idx file (the MNIST format: big-endian header, then the data).
+function D.read_idx(path)
+  local s = acq.read_file(path)
+  if #s < 4 then error(path .. ": too short for an idx file", 0) end
+  local z1, z2, ty, nd = s:byte(1, 4)
+  local t = IDX_TYPES[ty]
+  if z1 ~= 0 or z2 ~= 0 or not t or nd == 0 then error(path .. ": not an idx file (bad magic number)", 0) end
+  if #s < 4 + 4 * nd then error(path .. ": truncated idx header", 0) end
+  local shape, n = {}, 1
+  for i = 1, nd do
+    shape[i] = string.unpack(">I4", s, 5 + 4 * (i - 1))
+    n = n * shape[i]
+  end
+  local off = 4 + 4 * nd
+  if #s - off ~= n * t[2] then
+    error(("%s: %d data bytes, the header promises %d (truncated?)"):format(path, #s - off, n * t[2]), 0)
+  end
+  if t[2] > 1 then -- idx stores big-endian: reverse each element's bytes
+    local parts = {}
+    for i = 0, n - 1 do parts[i + 1] = s:sub(off + i * t[2] + 1, off + (i + 1) * t[2]):reverse() end
+    s, off = table.concat(parts), 0
+  end
+  return acq.frombytes(s, t[1], shape, off)
+end
+
+--- Fashion-MNIST (Debian's dataset-fashion-mnist by default).
+function D.fashion_mnist(o)
+  o = o or {}
+  local root = o.root or D.FASHION_MNIST_ROOT
+  local split = o.split or "test"
+  local prefix = ({ train = "train", test = "t10k" })[split]
+  if not prefix then error("fashion_mnist: split must be 'train' or 'test', got " .. tostring(split), 2) end
+  local images = D.read_idx(find(root, prefix .. "-images-idx3-ubyte", "fashion-mnist"))
+  local labels = D.read_idx(find(root, prefix .. "-labels-idx1-ubyte", "fashion-mnist"))
+  local n = images:shape()[1]
+  if labels:shape()[1] ~= n then error(("fashion-mnist: %d images but %d labels"):format(n, labels:shape()[1]), 0) end
+  return {
+    name = "fashion-mnist-" .. split,
+    images = images:view(n, 1, 28, 28), labels = labels:long(),
+    classes = D.FASHION_MNIST_CLASSES, mean = { 0.2860 }, std = { 0.3530 },
+  }
+end
+
+--- CIFAR-10/100 from the binary distribution (cifar-10-batches-bin/*.bin,
+-- cifar-100-binary/{train,test}.bin); root is the folder holding the files.
+function D.cifar(o)
+  o = o or {}
+  local classes = o.classes or 10
+  local split = o.split or "test"
+  local root = o.root or error("cifar: root (the folder of the .bin files) is required", 2)
+  local files, label_bytes
+  if classes == 10 then
+    files = split == "train" and { "data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+                                   "data_batch_5.bin" } or { "test_batch.bin" }
+    label_bytes = 1
+  elseif classes == 100 then
+    files = { split == "train" and "train.bin" or "test.bin" }
+    label_bytes = 2 -- coarse, fine
+  else
+    error("cifar: classes must be 10 or 100", 2)
+  end
+  local rec = label_bytes + 3072
+  local imgs, labs = {}, {}
+  for _, f in ipairs(files) do
+    local path = find(root, f, "cifar-" .. classes)
+    local s = acq.read_file(path)
+    if #s == 0 or #s % rec ~= 0 then
+      error(("%s: %d bytes is not a whole number of %d-byte records (truncated?)"):format(path, #s, rec), 0)
+    end
+    local t = acq.frombytes(s, "u8", { #s // rec, rec })
+    imgs[#imgs + 1] = t:narrow(1, label_bytes, 3072):contiguous():view(-1, 3, 32, 32)
+    labs[#labs + 1] = t:select(1, label_bytes - 1):long()
+  end
+  return {
+    name = ("cifar%d-%s"):format(classes, split),
+    images = acq.cat(imgs, 0), labels = acq.cat(labs, 0), classes = nil,
+    mean = classes == 10 and { 0.4914, 0.4822, 0.4465 } or { 0.5071, 0.4865, 0.4409 },
+    std = classes == 10 and { 0.2470, 0.2435, 0.2616 } or { 0.2673, 0.2564, 0.2762 },
+  }
+end
+
+--- Normalises u8 images [B,C,H,W] to float32 with the dataset's mean/std.
+function D.normalize(ds, images)
+  local c = images:shape()[2]
+  local mean = acq.tensor(ds.mean):view(1, c, 1, 1)
+  local std = acq.tensor(ds.std):view(1, c, 1, 1)
+  return (images:float() / 255 - mean) / std
+end
+
+--- Iterates over (x, y) batches: for x, y in acq.data.loader(ds, {...}) do.
+-- batch_size (256), shuffle (false) with seed (0) for a fixed order,
+-- drop_last (false), transform: function(x) -> x on each float batch.
+function D.loader(ds, o)
+  o = o or {}
+  local bs = o.batch_size or 256
+  local n = ds.images:shape()[1]
+  local order
+  if o.shuffle then
+    local idx = {}
+    for i = 1, n do idx[i] = i - 1 end
+    local seed = o.seed or 0
+    math.randomseed(seed)
+    for i = n, 2, -1 do
+      local j = math.random(i)
+      idx[i], idx[j] = idx[j], idx[i]
+    end
+    order = acq.tensor(idx, { dtype = "i64" })
+  end
+  local start = 0
+  return function()
+    if start >= n or (o.drop_last and start + bs > n) then return nil end
+    local len = math.min(bs, n - start)
+    local xi, yi
+    if order then
+      local sel = order:narrow(0, start, len)
+      xi, yi = ds.images:index_select(0, sel), ds.labels:index_select(0, sel)
+    else
+      xi, yi = ds.images:narrow(0, start, len), ds.labels:narrow(0, start, len)
+    end
+    start = start + len
+    local x = D.normalize(ds, xi)
+    if o.transform then x = o.transform(x) end
+    return x, yi
+  end
+end
+
+return D

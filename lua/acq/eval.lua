@@ -1,0 +1,33 @@
+--- acq.eval -- accuracy on a labelled dataset (evaluation only).
+local acq = require "acq"
+
+local E = {}
+
+--- top-1 and top-5 accuracy (percent) of model over the batches of loader
+-- (an iterator of x, y; see acq.data.loader), with BN in eval mode and no
+-- gradient. Returns top1, top5, n, and the predictions (i64 [n]).
+-- Top-1 is argmax (first index on ties, as torch.argmax); top-5 counts the
+-- classes scoring strictly higher than the true one.
+-- o.progress: function(done_samples) called after each batch.
+function E.accuracy(model, loader, o)
+  o = o or {}
+  local n, c1, c5 = 0, 0, 0
+  local preds = {}
+  acq.no_grad(function()
+    for x, y in loader do
+      local logits = model:forward(x, { bn = "eval" })
+      local pred = logits:argmax(1)
+      local true_score = logits:gather(1, y:view(-1, 1))
+      local rank = logits:gt(true_score):sum(1)
+      c1 = c1 + pred:eq(y):sum():item()
+      c5 = c5 + rank:lt(5):sum():item()
+      n = n + y:shape()[1]
+      preds[#preds + 1] = pred
+      if o.progress then o.progress(n) end
+    end
+  end)
+  if n == 0 then error("accuracy: the loader gave no samples", 2) end
+  return 100 * c1 / n, 100 * c5 / n, n, acq.cat(preds, 0)
+end
+
+return E
