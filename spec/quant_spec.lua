@@ -152,3 +152,36 @@ describe("Q = quantize(F, 'w4a4') with the reference weights", function()
     H.equal((codes:float() + b) * s, G["quant.w4.weight"], "dequantized")
   end)
 end)
+
+describe("export of a quantized model", function()
+  it("holds integer codes, scales and offsets, and reads back to the same logits", function()
+    local F = H.golden_fp()
+    local x = H.golden_x()
+    local Q = acq.quant.quantize(F, "w4a4,last=w8a8")
+    Q:forward(x)
+    Q:quant_state "frozen"
+    local path = os.tmpname()
+    acq.export.save(Q, path, { model = "resnet20", classes = 10, in_channels = 3, spec = "w4a4,last=w8a8" })
+    local t, meta = acq.safetensors.load(path)
+    assert.equal("acq-quantized-v1", meta.format)
+    local codes = t["layer2.0.conv1.weight.codes"]
+    assert.equal("i32", codes:dtype())
+    H.equal(codes, G["quant.w4.codes"], "exported codes")
+    assert.is_nil(t["layer2.0.conv1.weight"]) -- no FP copy of a quantized weight
+    assert.truthy(t["layer2.0.bn1.running_var"])
+    local fc = t["fc.weight.codes"]
+    assert.is_true(fc:min():item() >= -128 and fc:max():item() <= 127 and fc:max():item() > 7) -- 8 bits
+    local R = acq.export.load(path)
+    os.remove(path)
+    local q = Q:forward(x)
+    assert(R:forward(x):equal(q), "logits differ after the round trip")
+    assert(R:forward(x * 2):equal(Q:forward(x * 2)), "bounds not frozen alike")
+  end)
+
+  it("rejects a file that is not an exported model", function()
+    local path = os.tmpname()
+    acq.safetensors.save(path, { a = acq.ones(1) })
+    assert.truthy(H.fails(acq.export.load, path):find("not an acq quantized model", 1, true))
+    os.remove(path)
+  end)
+end)
