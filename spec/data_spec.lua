@@ -5,11 +5,7 @@ local H = require "spec.helper"
 
 local tmp = os.tmpname()
 
-local function write(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
+local write = H.write_file
 
 -- An idx file: magic (0, 0, type, ndim), big-endian sizes, data.
 local function idx(ty, shape, data)

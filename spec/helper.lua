@@ -125,6 +125,20 @@ function H.rss_mib()
   return tonumber(s:match("VmRSS:%s*(%d+)")) / 1024
 end
 
+--- Writes bytes to path / reads a whole file.
+function H.write_file(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+end
+
+function H.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 --- A pcall that must fail; returns the message.
 function H.fails(fn, ...)
   local ok, err = pcall(fn, ...)

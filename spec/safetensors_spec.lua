@@ -5,18 +5,9 @@ local H = require "spec.helper"
 
 local tmp = os.tmpname()
 
-local function write(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
+local write = H.write_file
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = H.read_file
 
 -- A file from a header string and data bytes, with the true length field.
 local function file_of(header, data)

@@ -302,22 +302,13 @@ static int collect_params(acq_module *m, const char *path, void *ud) {
   return 0;
 }
 
-/* m:parameters() -> list of the trainable tensors (aliases) */
+/* m:parameters() -> list of the trainable tensors (aliases);
+ * m:named_parameters() -> list of {name, tensor}. upvalue 1: with names. */
 static int l_parameters(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   lua_settop(L, 1);
   lua_newtable(L);
-  Collect c = {L, 2, 0, 1, 0, 0};
-  acq_module_walk(m, collect_params, &c);
-  return 1;
-}
-
-/* m:named_parameters() -> list of {name, tensor} (trainable only) */
-static int l_named_parameters(lua_State *L) {
-  acq_module *m = checkmod(L, 1);
-  lua_settop(L, 1);
-  lua_newtable(L);
-  Collect c = {L, 2, 0, 1, 1, 0};
+  Collect c = {L, 2, 0, 1, lua_toboolean(L, lua_upvalueindex(1)), 0};
   acq_module_walk(m, collect_params, &c);
   return 1;
 }
@@ -900,8 +891,6 @@ void acqL_pushmodule(lua_State *L, acq_module *m) { pushmod(L, m); }
 void acqL_open_module(lua_State *L, int module) {
   static const luaL_Reg methods[] = {
     {"forward", l_forward},
-    {"parameters", l_parameters},
-    {"named_parameters", l_named_parameters},
     {"state_dict", l_state_dict},
     {"load_state_dict", l_load_state_dict},
     {"named_modules", l_named_modules},
@@ -925,6 +914,11 @@ void acqL_open_module(lua_State *L, int module) {
   lua_newtable(L); /* methods */
   int mtab = lua_gettop(L);
   acqL_setfuncs(L, mtab, methods);
+  for (int named = 0; named < 2; named++) {
+    lua_pushboolean(L, named);
+    lua_pushcclosure(L, l_parameters, 1);
+    lua_setfield(L, mtab, named ? "named_parameters" : "parameters");
+  }
   lua_pushvalue(L, mtab);
   lua_setfield(L, mt, "methods");
   lua_pushvalue(L, mtab);
