@@ -145,7 +145,9 @@ describe("state dicts", function()
     sd["fc.weight"] = acq.zeros(100, 64)
     sd["bn.bias"] = nil
     sd["extra.weight"] = acq.zeros(1)
+    sd["bn.weight"] = "not a tensor"
     local msg = H.fails(F.load_state_dict, F, sd, { source = "w.safetensors" })
+    assert.truthy(msg:find("'bn.weight' has a non-tensor, model expects [16]", 1, true), msg)
     assert.truthy(msg:find("w.safetensors", 1, true))
     assert.truthy(msg:find("'fc.weight' has shape [100,64], model expects [10,64]", 1, true))
     assert.truthy(msg:find("1 missing key: bn.bias", 1, true))
@@ -153,6 +155,7 @@ describe("state dicts", function()
     assert.is_true(F:state_dict()["conv.weight"]:equal(before))
     -- non-strict: missing/unexpected are returned, a shape mismatch still fails
     sd["fc.weight"] = acq.zeros(10, 64)
+    sd["bn.weight"] = acq.ones(16)
     local missing, unexpected = F:load_state_dict(sd, { strict = false })
     assert.same({ "bn.bias" }, missing)
     assert.same({ "extra.weight" }, unexpected)

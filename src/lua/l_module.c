@@ -399,9 +399,9 @@ static int load_visit(acq_module *m, const char *path, void *ud) {
         lua_rawseti(L, ld->missing, ++ld->nmissing);
       } else {
         atc_meta want, got;
+        atc_tensor_meta(&ld->st, p->t, &want);
         int bad = !b || !b->h;
         if (!bad) {
-          atc_tensor_meta(&ld->st, p->t, &want);
           atc_tensor_meta(&ld->st, b->h, &got);
           bad = want.ndim != got.ndim || memcmp(want.sizes, got.sizes, sizeof(int64_t) * want.ndim);
         }
