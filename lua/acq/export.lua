@@ -36,7 +36,7 @@ function E.save(Q, path, info)
     end
   end
   for k, t in pairs((Q:state_dict())) do
-    if not quantized[k] then out[k] = acq.no_grad(function() return t:detach() end) end
+    if not quantized[k] then out[k] = t end -- save reads the values only
   end
   acq.safetensors.save(path, out, {
     format = E.FORMAT, model = info.model, spec = info.spec,

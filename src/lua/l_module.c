@@ -171,23 +171,27 @@ static int l_residual(lua_State *L) {
 
 /* ---- forward ------------------------------------------------------------------ */
 
+static const char *const BN_MODE_NAMES[] = {"eval", "batch", "train"}; /* acq_bn_mode order */
+
 static int parse_bn_mode(lua_State *L, const char *s) {
-  if (strcmp(s, "eval") == 0) return ACQ_BN_EVAL;
-  if (strcmp(s, "batch") == 0) return ACQ_BN_BATCH;
-  if (strcmp(s, "train") == 0) return ACQ_BN_TRAIN;
+  for (int i = 0; i < 3; i++)
+    if (strcmp(s, BN_MODE_NAMES[i]) == 0) return i;
   return luaL_error(L, "bn mode must be \"eval\", \"batch\" or \"train\", got \"%s\"", s);
 }
 
-static const char *const BN_MODE_NAMES[] = {"eval", "batch", "train"};
-
-typedef struct FwdBox {
-  acq_fwd c;
-} FwdBox;
+#define ACQ_FWD_MT "acq.ForwardContext"
 
 static int fwd_gc(lua_State *L) {
-  FwdBox *f = lua_touserdata(L, 1);
-  acq_fwd_clear(&f->c);
+  acq_fwd_clear(lua_touserdata(L, 1));
   return 0;
+}
+
+/* Pushes a new tensor box that takes over *h (set to NULL). */
+static void adopt(lua_State *L, atc_tensor **h) {
+  acqL_Tensor *b = acqL_newtensor(L);
+  b->h = *h;
+  *h = NULL;
+  acqL_done(L, b);
 }
 
 /* m:forward(x [, {bn = "eval", stats = false, features = false}])
@@ -206,44 +210,33 @@ static int l_forward(lua_State *L) {
   }
   lua_settop(L, 3);
   /* the context lives in a userdata so an error below frees it */
-  FwdBox *f = lua_newuserdatauv(L, sizeof *f, 0); /* 4 */
-  acq_fwd_init(&f->c, mode, stats);
-  if (luaL_newmetatable(L, "acq.ForwardContext")) {
-    lua_pushcfunction(L, fwd_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, 4);
+  acq_fwd *c = lua_newuserdatauv(L, sizeof *c, 0); /* 4 */
+  acq_fwd_init(c, mode, stats);
+  luaL_setmetatable(L, ACQ_FWD_MT);
   acqL_Tensor *y = acqL_newtensor(L); /* 5 */
   atc_status st;
-  if (acq_module_forward(&st, &f->c, m, x, &y->h)) return acqL_fail(L, "forward", &st);
+  if (acq_module_forward(&st, c, m, x, &y->h)) return acqL_fail(L, "forward", &st);
   acqL_done(L, y);
   if (!stats && !feats) {
-    acq_fwd_clear(&f->c);
+    acq_fwd_clear(c);
     return 1;
   }
   lua_createtable(L, 0, 2); /* 6: aux */
   if (feats) {
-    if (!f->c.features) return luaL_error(L, "forward: features requested but no module of this model is tapped (m:set_tap())");
-    acqL_Tensor *b = acqL_newtensor(L);
-    b->h = f->c.features;
-    f->c.features = NULL;
-    acqL_done(L, b);
+    if (!c->features) return luaL_error(L, "forward: features requested but no module of this model is tapped (m:set_tap())");
+    adopt(L, &c->features);
     lua_setfield(L, 6, "features");
   }
   if (stats) {
-    lua_createtable(L, f->c.nstats, 0);
-    for (int i = 0; i < f->c.nstats; i++) {
-      acq_bnstat *s = &f->c.stats[i];
+    lua_createtable(L, c->nstats, 0);
+    for (int i = 0; i < c->nstats; i++) {
+      acq_bnstat *s = &c->stats[i];
       lua_createtable(L, 0, 6);
       lua_pushstring(L, s->path);
       lua_setfield(L, -2, "name");
-      acqL_Tensor *b = acqL_newtensor(L);
-      b->h = s->mean, s->mean = NULL;
-      acqL_done(L, b);
+      adopt(L, &s->mean);
       lua_setfield(L, -2, "mean");
-      b = acqL_newtensor(L);
-      b->h = s->var, s->var = NULL;
-      acqL_done(L, b);
+      adopt(L, &s->var);
       lua_setfield(L, -2, "var");
       pushalias(L, s->bn->params[2].t);
       lua_setfield(L, -2, "running_mean");
@@ -255,7 +248,7 @@ static int l_forward(lua_State *L) {
     }
     lua_setfield(L, 6, "stats");
   }
-  acq_fwd_clear(&f->c);
+  acq_fwd_clear(c);
   lua_pushvalue(L, 5);
   lua_pushvalue(L, 6);
   return 2;
@@ -266,7 +259,7 @@ static int l_forward(lua_State *L) {
 typedef struct Collect {
   lua_State *L;
   int table, n;
-  int trainable_only, with_names, buffers;
+  int trainable_only, with_names; /* with_names: 0 list, 1 {name, t} pairs, 2 map */
 } Collect;
 
 static void join(char *buf, size_t n, const char *path, const char *name) {
@@ -308,7 +301,7 @@ static int l_parameters(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   lua_settop(L, 1);
   lua_newtable(L);
-  Collect c = {L, 2, 0, 1, lua_toboolean(L, lua_upvalueindex(1)), 0};
+  Collect c = {L, 2, 0, 1, lua_toboolean(L, lua_upvalueindex(1))};
   acq_module_walk(m, collect_params, &c);
   return 1;
 }
@@ -320,7 +313,7 @@ static int l_state_dict(lua_State *L) {
   lua_settop(L, 1);
   lua_newtable(L); /* 2 */
   lua_newtable(L); /* 3 */
-  Collect c = {L, 2, 0, 0, 2, 0};
+  Collect c = {L, 2, 0, 0, 2};
   acq_module_walk(m, collect_params, &c);
   return 2;
 }
@@ -521,13 +514,17 @@ static int l_set_tap(lua_State *L) {
   return 1;
 }
 
+typedef struct GradSwitch {
+  int on, failed;
+  atc_status st;
+} GradSwitch;
+
 static int grad_visit(acq_module *m, const char *path, void *ud) {
   (void)path;
-  Loader *ld = ud;
+  GradSwitch *g = ud;
   for (int i = 0; i < m->nparams; i++)
-    if (m->params[i].t && !m->params[i].buffer &&
-        atc_requires_grad_(&ld->st, m->params[i].t, ld->checking)) {
-      ld->failed = 1;
+    if (m->params[i].t && !m->params[i].buffer && atc_requires_grad_(&g->st, m->params[i].t, g->on)) {
+      g->failed = 1;
       return 1;
     }
   return 0;
@@ -536,10 +533,9 @@ static int grad_visit(acq_module *m, const char *path, void *ud) {
 /* m:requires_grad_(on): switches the gradient of every trainable tensor. */
 static int l_requires_grad(lua_State *L) {
   acq_module *m = checkmod(L, 1);
-  Loader ld = {0};
-  ld.checking = lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2);
-  acq_module_walk(m, grad_visit, &ld);
-  if (ld.failed) return acqL_fail(L, "requires_grad_", &ld.st);
+  GradSwitch g = {lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2), 0, {0, ""}};
+  acq_module_walk(m, grad_visit, &g);
+  if (g.failed) return acqL_fail(L, "requires_grad_", &g.st);
   lua_settop(L, 1);
   return 1;
 }
@@ -909,6 +905,10 @@ void acqL_open_module(lua_State *L, int module) {
     {"weight_codes", l_weight_codes},
     {"free", mod_gc},
     {NULL, NULL}};
+  luaL_newmetatable(L, ACQ_FWD_MT);
+  lua_pushcfunction(L, fwd_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   luaL_newmetatable(L, ACQ_MODULE_MT);
   int mt = lua_gettop(L);
   lua_newtable(L); /* methods */
