@@ -9,9 +9,11 @@ local core = require "acq.core"
 local acq = {}
 for k, v in pairs(core) do acq[k] = v end
 acq.quant = nil -- acq.quant is lua/acq/quant.lua, which includes core.quant
+acq.loss = nil  -- acq.loss is lua/acq/loss.lua, which includes core.loss
 
 -- Submodules load on first use: acq.models, acq.quant, acq.data, ...
-local lazy = { models = true, quant = true, data = true, eval = true, export = true }
+local lazy = { models = true, quant = true, data = true, eval = true, export = true,
+  loss = true, gen = true }
 setmetatable(acq, {
   __index = function(t, k)
     if lazy[k] then

@@ -80,5 +80,6 @@ void acqL_open_optim(lua_State *L, int module);
 void acqL_open_runtime(lua_State *L, int module);
 void acqL_open_data(lua_State *L, int module);
 void acqL_open_module(lua_State *L, int module);
+void acqL_open_loss(lua_State *L, int module);
 
 #endif /* ACQL_H */

@@ -117,6 +117,45 @@ static int l_simple(lua_State *L) {
   return finish_new(L, &st, acq_simple_new(&st, kind, &m), &m, acq_mkind_name(kind));
 }
 
+static int l_embedding(lua_State *L) {
+  int64_t num = luaL_checkinteger(L, 1), dim = luaL_checkinteger(L, 2);
+  atc_status st;
+  acq_module *m = NULL;
+  return finish_new(L, &st, acq_embedding_new(&st, num, dim, &m), &m, "nn.embedding");
+}
+
+static int l_leaky_relu(lua_State *L) {
+  double slope = luaL_optnumber(L, 1, 0.01);
+  atc_status st;
+  acq_module *m = NULL;
+  return finish_new(L, &st, acq_leaky_relu_new(&st, slope, &m), &m, "nn.leaky_relu");
+}
+
+static int l_upsample(lua_State *L) {
+  int64_t scale[2];
+  acqL_checkpair(L, 1, "scale factor", 2, scale);
+  atc_status st;
+  acq_module *m = NULL;
+  return finish_new(L, &st, acq_upsample_new(&st, scale, &m), &m, "nn.upsample");
+}
+
+static int l_unflatten(lua_State *L) {
+  int64_t shape[ATC_MAX_DIMS];
+  int n;
+  acqL_checksizes(L, 1, shape, &n);
+  atc_status st;
+  acq_module *m = NULL;
+  return finish_new(L, &st, acq_unflatten_new(&st, shape, n, &m), &m, "nn.unflatten");
+}
+
+static int l_condbn(lua_State *L) {
+  int64_t k = luaL_checkinteger(L, 1), c = luaL_checkinteger(L, 2);
+  double eps = acqL_optnumfield(L, 3, "eps", 1e-5), mom = acqL_optnumfield(L, 3, "momentum", 0.1);
+  atc_status st;
+  acq_module *m = NULL;
+  return finish_new(L, &st, acq_condbn_new(&st, k, c, eps, mom, &m), &m, "nn.condbn");
+}
+
 /* Reads a list of modules or {name, module} pairs at idx into arrays. */
 static int readlist(lua_State *L, int idx, acq_module **mods, const char **names, int cap,
                     const char *what) {
@@ -194,28 +233,56 @@ static void adopt(lua_State *L, atc_tensor **h) {
   acqL_done(L, b);
 }
 
-/* m:forward(x [, {bn = "eval", stats = false, features = false}])
+/* Option `key` of a forward: a child's name (or 0-based index) -> index. */
+static int opt_child(lua_State *L, acq_module *m, const char *key, int def) {
+  int t = lua_getfield(L, 3, key), i = def;
+  if (t == LUA_TNUMBER) {
+    i = (int)luaL_checkinteger(L, -1);
+    if (i < 0 || i >= m->nchild) luaL_error(L, "forward: %s = %d is not a child index (0..%d)", key, i, m->nchild - 1);
+  } else if (t == LUA_TSTRING) {
+    i = acq_module_child_index(m, lua_tostring(L, -1));
+    if (i < 0) luaL_error(L, "forward: %s = '%s' is not a child of this module", key, lua_tostring(L, -1));
+  } else if (t != LUA_TNIL) {
+    luaL_error(L, "forward: %s must be a child's name or index", key);
+  }
+  lua_pop(L, 1);
+  return i;
+}
+
+/* m:forward(x [, {bn = "eval", stats = false, features = false,
+ *                 labels = y, from = child, to = child}])
  *   -> y [, aux]  where aux = {features = T, stats = {{name, mean, var,
- *      running_mean, running_var, eps}, ...}} when either was asked for. */
+ *      running_mean, running_var, eps}, ...}} when either was asked for.
+ * labels: the classes of class-conditional BN layers. from/to (names or
+ * 0-based indices, both inclusive): run only those children of a sequential. */
 static int l_forward(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   atc_tensor *x = acqL_checktensor(L, 2);
-  int mode = ACQ_BN_EVAL, stats = 0, feats = 0;
+  int mode = ACQ_BN_EVAL, stats = 0, feats = 0, from = -1, to = -1;
+  atc_tensor *labels = NULL;
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
     if (lua_getfield(L, 3, "bn") != LUA_TNIL) mode = parse_bn_mode(L, luaL_checkstring(L, -1));
     lua_pop(L, 1);
     stats = acqL_optbool(L, 3, "stats", 0);
     feats = acqL_optbool(L, 3, "features", 0);
+    if (lua_getfield(L, 3, "labels") != LUA_TNIL) labels = acqL_checktensor(L, -1);
+    lua_pop(L, 1); /* still referenced by the options table */
+    from = opt_child(L, m, "from", -1);
+    to = opt_child(L, m, "to", -1);
   }
   lua_settop(L, 3);
   /* the context lives in a userdata so an error below frees it */
   acq_fwd *c = lua_newuserdatauv(L, sizeof *c, 0); /* 4 */
   acq_fwd_init(c, mode, stats);
+  c->labels = labels;
   luaL_setmetatable(L, ACQ_FWD_MT);
   acqL_Tensor *y = acqL_newtensor(L); /* 5 */
   atc_status st;
-  if (acq_module_forward(&st, c, m, x, &y->h)) return acqL_fail(L, "forward", &st);
+  int rc = from < 0 && to < 0
+               ? acq_module_forward(&st, c, m, x, &y->h)
+               : acq_module_forward_range(&st, c, m, from < 0 ? 0 : from, to < 0 ? m->nchild : to + 1, x, &y->h);
+  if (rc) return acqL_fail(L, "forward", &st);
   acqL_done(L, y);
   if (!stats && !feats) {
     acq_fwd_clear(c);
@@ -493,7 +560,7 @@ static int l_load_state_dict(lua_State *L) {
 
 static int set_bn_visit(acq_module *m, const char *path, void *ud) {
   (void)path;
-  if (m->kind == ACQ_M_BATCHNORM2D) m->bn_fixed = *(int *)ud;
+  if (m->kind == ACQ_M_BATCHNORM2D || m->kind == ACQ_M_CONDBN) m->bn_fixed = *(int *)ud;
   return 0;
 }
 
@@ -536,6 +603,23 @@ static int l_requires_grad(lua_State *L) {
   GradSwitch g = {lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2), 0, {0, ""}};
   acq_module_walk(m, grad_visit, &g);
   if (g.failed) return acqL_fail(L, "requires_grad_", &g.st);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* m:to{dtype = "f64", device = "cuda"} -> m (converted in place) */
+static int l_to(lua_State *L) {
+  acq_module *m = checkmod(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int dtype = -1;
+  atc_device dev;
+  int has_dev = lua_getfield(L, 2, "device") != LUA_TNIL;
+  lua_pop(L, 1);
+  if (has_dev) dev = acqL_optdevice(L, 2);
+  if (lua_getfield(L, 2, "dtype") != LUA_TNIL) dtype = (int)acqL_checkdtype(L, -1);
+  lua_pop(L, 1);
+  atc_status st;
+  if (acq_module_to(&st, m, dtype, has_dev ? &dev : NULL)) return acqL_fail(L, "to", &st);
   lua_settop(L, 1);
   return 1;
 }
@@ -587,7 +671,21 @@ static int l_config(lua_State *L) {
     lua_pushinteger(L, m->groups);
     lua_setfield(L, -2, "groups");
   }
-  if (m->kind == ACQ_M_BATCHNORM2D) {
+  if (m->kind == ACQ_M_LEAKY_RELU) {
+    lua_pushnumber(L, m->slope);
+    lua_setfield(L, -2, "slope");
+  }
+  if (m->kind == ACQ_M_UPSAMPLE || m->kind == ACQ_M_UNFLATTEN) {
+    int n = m->kind == ACQ_M_UPSAMPLE ? 2 : m->nshape;
+    const int64_t *v = m->kind == ACQ_M_UPSAMPLE ? m->kernel : m->shape;
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+      lua_pushinteger(L, v[i]);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, m->kind == ACQ_M_UPSAMPLE ? "scale" : "shape");
+  }
+  if (m->kind == ACQ_M_BATCHNORM2D || m->kind == ACQ_M_CONDBN) {
     lua_pushnumber(L, m->eps);
     lua_setfield(L, -2, "eps");
     lua_pushnumber(L, m->momentum);
@@ -849,7 +947,7 @@ static void describe(luaL_Buffer *B, lua_State *L, acq_module *m, int depth) {
       snprintf(q, sizeof q, " [w%d a%d]", m->wq ? m->wq->bits : 32, m->aq ? m->aq->bits : 32);
       luaL_addstring(B, q);
     }
-  } else if (m->kind == ACQ_M_BATCHNORM2D) {
+  } else if (m->kind == ACQ_M_BATCHNORM2D || m->kind == ACQ_M_CONDBN) {
     atc_meta w;
     atc_status st;
     if (!atc_tensor_meta(&st, m->params[2].t, &w)) {
@@ -895,6 +993,7 @@ void acqL_open_module(lua_State *L, int module) {
     {"set_tap", l_set_tap},
     {"requires_grad_", l_requires_grad},
     {"clone", l_clone},
+    {"to", l_to},
     {"kind", l_kind},
     {"name", l_name},
     {"config", l_config},
@@ -938,13 +1037,15 @@ void acqL_open_module(lua_State *L, int module) {
   static const luaL_Reg ctors[] = {
     {"conv2d", l_conv2d}, {"batchnorm2d", l_batchnorm2d}, {"linear", l_linear},
     {"maxpool2d", l_maxpool2d}, {"sequential", l_sequential}, {"residual", l_residual},
-    {NULL, NULL}};
+    {"embedding", l_embedding}, {"leaky_relu", l_leaky_relu}, {"upsample", l_upsample},
+    {"unflatten", l_unflatten}, {"condbn", l_condbn}, {NULL, NULL}};
   lua_newtable(L); /* acq.nn */
   int nn = lua_gettop(L);
   acqL_setfuncs(L, nn, ctors);
   static const struct { const char *name; acq_mkind kind; } simple[] = {
     {"relu", ACQ_M_RELU}, {"relu6", ACQ_M_RELU6}, {"global_avgpool", ACQ_M_GLOBAL_AVGPOOL},
-    {"flatten", ACQ_M_FLATTEN}, {"identity", ACQ_M_IDENTITY}, {"dropout", ACQ_M_IDENTITY}};
+    {"flatten", ACQ_M_FLATTEN}, {"identity", ACQ_M_IDENTITY}, {"dropout", ACQ_M_IDENTITY},
+    {"tanh", ACQ_M_TANH}};
   for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++) {
     lua_pushinteger(L, simple[i].kind);
     lua_pushcclosure(L, l_simple, 1);

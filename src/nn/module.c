@@ -12,7 +12,8 @@
 
 static const char *const KIND_NAMES[ACQ_M_KIND_COUNT] = {
   "conv2d", "batchnorm2d", "linear", "relu", "relu6", "maxpool2d",
-  "global_avgpool", "flatten", "identity", "sequential", "residual"};
+  "global_avgpool", "flatten", "identity", "embedding", "leaky_relu", "tanh",
+  "upsample", "unflatten", "condbn", "sequential", "residual"};
 
 const char *acq_mkind_name(acq_mkind k) {
   return (k >= 0 && k < ACQ_M_KIND_COUNT) ? KIND_NAMES[k] : "?";
@@ -156,11 +157,78 @@ int acq_maxpool2d_new(atc_status *st, const int64_t k[2], const int64_t stride[2
 int acq_simple_new(atc_status *st, acq_mkind kind, acq_module **res) {
   switch (kind) {
     case ACQ_M_RELU: case ACQ_M_RELU6: case ACQ_M_GLOBAL_AVGPOOL: case ACQ_M_FLATTEN:
-    case ACQ_M_IDENTITY: break;
+    case ACQ_M_IDENTITY: case ACQ_M_TANH: break;
     default: return set_error(st, ATC_ERR_ARG, "module kind %s needs arguments", acq_mkind_name(kind));
   }
   acq_module *m = alloc_module(st, kind);
   if (!m) return st->code;
+  *res = m;
+  return ok(st);
+}
+
+int acq_embedding_new(atc_status *st, int64_t num, int64_t dim, acq_module **res) {
+  if (num <= 0 || dim <= 0) return set_error(st, ATC_ERR_ARG, "%s", "embedding: sizes must be positive");
+  acq_module *m = alloc_module(st, ACQ_M_EMBEDDING);
+  if (!m) return st->code;
+  int64_t ws[2] = {num, dim};
+  atc_device cpu = {ATC_CPU, -1};
+  acq_param *w = add_param(m, "weight", 0);
+  if (atc_randn(st, ws, 2, ATC_F32, cpu, NULL, &w->t) || atc_requires_grad_(st, w->t, 1)) {
+    acq_module_free(m);
+    return st->code;
+  }
+  *res = m;
+  return ok(st);
+}
+
+int acq_leaky_relu_new(atc_status *st, double slope, acq_module **res) {
+  acq_module *m = alloc_module(st, ACQ_M_LEAKY_RELU);
+  if (!m) return st->code;
+  m->slope = slope;
+  *res = m;
+  return ok(st);
+}
+
+int acq_upsample_new(atc_status *st, const int64_t scale[2], acq_module **res) {
+  if (scale[0] <= 0 || scale[1] <= 0)
+    return set_error(st, ATC_ERR_ARG, "%s", "upsample: the scale factor must be a positive integer");
+  acq_module *m = alloc_module(st, ACQ_M_UPSAMPLE);
+  if (!m) return st->code;
+  memcpy(m->kernel, scale, sizeof m->kernel);
+  *res = m;
+  return ok(st);
+}
+
+int acq_unflatten_new(atc_status *st, const int64_t *shape, int n, acq_module **res) {
+  if (n < 1 || n > 4) return set_error(st, ATC_ERR_ARG, "%s", "unflatten: 1 to 4 sizes");
+  for (int i = 0; i < n; i++)
+    if (shape[i] <= 0) return set_error(st, ATC_ERR_ARG, "%s", "unflatten: sizes must be positive");
+  acq_module *m = alloc_module(st, ACQ_M_UNFLATTEN);
+  if (!m) return st->code;
+  m->nshape = n;
+  memcpy(m->shape, shape, (size_t)n * sizeof *shape);
+  *res = m;
+  return ok(st);
+}
+
+int acq_condbn_new(atc_status *st, int64_t classes, int64_t c, double eps, double momentum,
+                   acq_module **res) {
+  if (classes <= 0 || c <= 0) return set_error(st, ATC_ERR_ARG, "%s", "condbn: sizes must be positive");
+  acq_module *m = alloc_module(st, ACQ_M_CONDBN);
+  if (!m) return st->code;
+  m->eps = eps;
+  m->momentum = momentum;
+  int64_t s[1] = {c}, e[2] = {classes, c};
+  /* the same slots as batchnorm2d: scale, shift, running mean, var, count */
+  acq_param *w = add_param(m, "weights.weight", 0), *b = add_param(m, "biases.weight", 0);
+  acq_param *rm = add_param(m, "running_mean", 1), *rv = add_param(m, "running_var", 1);
+  acq_param *nb = add_param(m, "num_batches_tracked", 1);
+  if (full_param(st, e, 2, 1.0, ATC_F32, 1, &w->t) || full_param(st, e, 2, 0.0, ATC_F32, 1, &b->t) ||
+      full_param(st, s, 1, 0.0, ATC_F32, 0, &rm->t) || full_param(st, s, 1, 1.0, ATC_F32, 0, &rv->t) ||
+      full_param(st, NULL, 0, 0.0, ATC_I64, 0, &nb->t)) {
+    acq_module_free(m);
+    return st->code;
+  }
   *res = m;
   return ok(st);
 }
@@ -265,6 +333,68 @@ int acq_module_walk(acq_module *m, acq_visit_fn fn, void *ud) {
   return walk(m, path, 0, fn, ud);
 }
 
+typedef struct Slots {
+  atc_tensor ***p; /* where each tensor lives */
+  int n, cap;
+} Slots;
+
+static int add_slot(Slots *s, atc_tensor **t) {
+  if (!*t) return 0;
+  if (s->n == s->cap) {
+    int cap = s->cap ? 2 * s->cap : 64;
+    atc_tensor ***np = realloc(s->p, (size_t)cap * sizeof *np);
+    if (!np) return 1;
+    s->p = np;
+    s->cap = cap;
+  }
+  s->p[s->n++] = t;
+  return 0;
+}
+
+static int collect_slots(acq_module *m, const char *path, void *ud) {
+  (void)path;
+  Slots *s = ud;
+  for (int i = 0; i < m->nparams; i++)
+    if (add_slot(s, &m->params[i].t)) return 1;
+  acq_fq *q[2] = {m->wq, m->aq};
+  for (int i = 0; i < 2; i++)
+    if (q[i] && (add_slot(s, &q[i]->lo) || add_slot(s, &q[i]->hi))) return 1;
+  return 0;
+}
+
+int acq_module_to(atc_status *st, acq_module *m, int dtype, const atc_device *dev) {
+  Slots s = {NULL, 0, 0};
+  if (acq_module_walk(m, collect_slots, &s)) {
+    free(s.p);
+    return set_error(st, ATC_ERR_OOM, "%s", "out of memory");
+  }
+  atc_tensor **nt = calloc(s.n ? (size_t)s.n : 1, sizeof *nt);
+  int rc = nt ? ATC_OK : set_error(st, ATC_ERR_OOM, "%s", "out of memory");
+  for (int i = 0; i < s.n && !rc; i++) {
+    atc_tensor *t = *s.p[i], *d = NULL;
+    atc_meta meta;
+    if ((rc = atc_tensor_meta(st, t, &meta))) break;
+    int floating = meta.dtype == ATC_F32 || meta.dtype == ATC_F64 || meta.dtype == ATC_F16 ||
+                   meta.dtype == ATC_BF16;
+    atc_dtype dt = dtype >= 0 && floating ? (atc_dtype)dtype : (atc_dtype)meta.dtype;
+    atc_device dv = dev ? *dev : meta.device;
+    rc = atc_detach(st, t, &d) || atc_to(st, d, dt, dv, &nt[i]) ||
+         (meta.requires_grad && atc_requires_grad_(st, nt[i], 1));
+    atc_tensor_free(d);
+  }
+  if (!rc) {
+    for (int i = 0; i < s.n; i++) {
+      atc_tensor_free(*s.p[i]);
+      *s.p[i] = nt[i];
+    }
+  } else if (nt) {
+    for (int i = 0; i < s.n; i++) atc_tensor_free(nt[i]);
+  }
+  free(nt);
+  free(s.p);
+  return rc ? st->code : ok(st);
+}
+
 /* ---- forward ------------------------------------------------------------------ */
 
 void acq_fwd_init(acq_fwd *c, int bn_mode, int record) {
@@ -316,7 +446,8 @@ static int forward_bn(atc_status *st, acq_fwd *c, acq_module *m, const atc_tenso
                       atc_tensor **out) {
   int mode = m->bn_fixed >= 0 ? m->bn_fixed : c->bn_mode;
   if (c->record && record_stats(st, c, m, x)) return st->code;
-  atc_tensor *w = m->params[0].t, *b = m->params[1].t;
+  atc_tensor *w = m->kind == ACQ_M_CONDBN ? NULL : m->params[0].t;
+  atc_tensor *b = m->kind == ACQ_M_CONDBN ? NULL : m->params[1].t;
   atc_tensor *rm = m->params[2].t, *rv = m->params[3].t;
   switch (mode) {
     case ACQ_BN_EVAL:
@@ -329,6 +460,50 @@ static int forward_bn(atc_status *st, acq_fwd *c, acq_module *m, const atc_tenso
       return atc_binary_scalar_(st, ATC_ADD, m->params[4].t, one);
     }
   }
+}
+
+/* Class-conditional BN: y = BN(x) * W[labels] + B[labels] (GDFQ's CCBN). */
+static int forward_condbn(atc_status *st, acq_fwd *c, acq_module *m, const atc_tensor *x,
+                          atc_tensor **out) {
+  if (!c->labels)
+    return set_error(st, ATC_ERR_ARG, "%s", "needs class labels: forward(x, {labels = y})");
+  atc_meta xm, lm;
+  if (atc_tensor_meta(st, x, &xm) || atc_tensor_meta(st, c->labels, &lm)) return st->code;
+  if (xm.ndim != 4 || lm.ndim != 1 || lm.sizes[0] != xm.sizes[0]) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%lld labels for a batch of %lld", lm.ndim == 1 ? (long long)lm.sizes[0] : -1LL,
+             (long long)xm.sizes[0]);
+    return set_error(st, ATC_ERR_ARG, "%s", msg);
+  }
+  atc_tensor *n = NULL, *ws = NULL, *bs = NULL, *w4 = NULL, *b4 = NULL, *y = NULL;
+  int64_t sh[4] = {xm.sizes[0], xm.sizes[1], 1, 1};
+  int rc = forward_bn(st, c, m, x, &n) || atc_embedding(st, m->params[0].t, c->labels, &ws) ||
+           atc_embedding(st, m->params[1].t, c->labels, &bs) || atc_view(st, ws, sh, 4, &w4) ||
+           atc_view(st, bs, sh, 4, &b4) || atc_binary(st, ATC_MUL, n, w4, &y) ||
+           atc_binary(st, ATC_ADD, y, b4, out);
+  atc_tensor_free(n);
+  atc_tensor_free(ws);
+  atc_tensor_free(bs);
+  atc_tensor_free(w4);
+  atc_tensor_free(b4);
+  atc_tensor_free(y);
+  return rc ? st->code : ATC_OK;
+}
+
+static int forward_unflatten(atc_status *st, acq_module *m, const atc_tensor *x, atc_tensor **out) {
+  atc_meta xm;
+  if (atc_tensor_meta(st, x, &xm)) return st->code;
+  int64_t sh[5] = {xm.ndim ? xm.sizes[0] : 1};
+  memcpy(sh + 1, m->shape, (size_t)m->nshape * sizeof *sh);
+  return atc_reshape(st, x, sh, m->nshape + 1, out);
+}
+
+static int forward_upsample(atc_status *st, acq_module *m, const atc_tensor *x, atc_tensor **out) {
+  atc_meta xm;
+  if (atc_tensor_meta(st, x, &xm)) return st->code;
+  if (xm.ndim != 4) return set_error(st, ATC_ERR_ARG, "%s", "expects [N,C,H,W]");
+  int64_t size[2] = {xm.sizes[2] * m->kernel[0], xm.sizes[3] * m->kernel[1]};
+  return atc_upsample_nearest2d(st, x, size, out);
 }
 
 /* conv2d and linear, with their quantizers when Q has them. */
@@ -374,6 +549,12 @@ static int forward_leaf(atc_status *st, acq_fwd *c, acq_module *m, const atc_ten
     }
     case ACQ_M_FLATTEN: return atc_flatten(st, x, 1, -1, out);
     case ACQ_M_IDENTITY: return atc_tensor_alias(st, x, out);
+    case ACQ_M_EMBEDDING: return atc_embedding(st, m->params[0].t, x, out);
+    case ACQ_M_LEAKY_RELU: return atc_leaky_relu(st, x, m->slope, out);
+    case ACQ_M_TANH: return atc_unary(st, ATC_TANH, x, out);
+    case ACQ_M_UPSAMPLE: return forward_upsample(st, m, x, out);
+    case ACQ_M_UNFLATTEN: return forward_unflatten(st, m, x, out);
+    case ACQ_M_CONDBN: return forward_condbn(st, c, m, x, out);
     default: return set_error(st, ATC_ERR_ARG, "cannot run a %s as a leaf", acq_mkind_name(m->kind));
   }
 }
@@ -397,12 +578,36 @@ static int run_chain(atc_status *st, acq_fwd *c, acq_module *m, int from, int to
   return ATC_OK;
 }
 
+int acq_module_child_index(const acq_module *m, const char *name) {
+  for (int i = 0; i < m->nchild; i++)
+    if (strcmp(m->child[i]->name, name) == 0) return i;
+  return -1;
+}
+
+static int forward_module(atc_status *st, acq_fwd *c, acq_module *m, int from, int to,
+                          const atc_tensor *x, atc_tensor **out);
+
 int acq_module_forward(atc_status *st, acq_fwd *c, acq_module *m, const atc_tensor *x,
                        atc_tensor **out) {
+  return forward_module(st, c, m, 0, m->nchild, x, out);
+}
+
+int acq_module_forward_range(atc_status *st, acq_fwd *c, acq_module *m, int from, int to,
+                             const atc_tensor *x, atc_tensor **out) {
+  if (m->kind != ACQ_M_SEQUENTIAL)
+    return set_error(st, ATC_ERR_ARG, "a %s cannot run a range of its children (a sequential can)",
+                     acq_mkind_name(m->kind));
+  if (from < 0 || to > m->nchild || from > to)
+    return set_error(st, ATC_ERR_ARG, "%s", "child range out of bounds");
+  return forward_module(st, c, m, from, to, x, out);
+}
+
+static int forward_module(atc_status *st, acq_fwd *c, acq_module *m, int from, int to,
+                          const atc_tensor *x, atc_tensor **out) {
   int rc;
   atc_tensor *y = NULL;
   if (m->kind == ACQ_M_SEQUENTIAL) {
-    rc = run_chain(st, c, m, 0, m->nchild, x, &y);
+    rc = run_chain(st, c, m, from, to, x, &y);
   } else if (m->kind == ACQ_M_RESIDUAL) {
     atc_tensor *a = NULL, *b = NULL, *s = NULL;
     rc = run_chain(st, c, m, 0, m->nmain, x, &a) || run_chain(st, c, m, m->nmain, m->nchild, x, &b) ||

@@ -30,6 +30,13 @@ typedef enum acq_mkind {
   ACQ_M_GLOBAL_AVGPOOL, /* mean over H, W: [N,C,H,W] -> [N,C]          */
   ACQ_M_FLATTEN,        /* [N,...] -> [N,-1]                            */
   ACQ_M_IDENTITY,       /* also dropout: acq never trains with dropout  */
+  ACQ_M_EMBEDDING,      /* int64 [N] -> [N,D] rows of weight [V,D]       */
+  ACQ_M_LEAKY_RELU,
+  ACQ_M_TANH,
+  ACQ_M_UPSAMPLE,       /* nearest, by an integer factor per axis        */
+  ACQ_M_UNFLATTEN,      /* [N,prod(shape)] -> [N,shape...]               */
+  ACQ_M_CONDBN,         /* class-conditional BN: BN without affine, then
+                           per-class scale and shift (the forward's labels) */
   ACQ_M_SEQUENTIAL,
   ACQ_M_RESIDUAL,
   ACQ_M_KIND_COUNT
@@ -65,6 +72,9 @@ struct acq_module {
   /* configuration */
   int64_t stride[2], padding[2], dilation[2], kernel[2], groups;
   double eps, momentum;
+  double slope;                /* LEAKY_RELU                               */
+  int nshape;                  /* UNFLATTEN: target shape without N        */
+  int64_t shape[4];
   int bn_fixed;                /* -1: follow the forward's mode, else acq_bn_mode */
   int tap;                     /* record this module's output as "features" */
   acq_fq *wq, *aq;             /* CONV2D/LINEAR: weight and input quantizers */
@@ -83,6 +93,7 @@ typedef struct acq_fwd {
   int nstats, capstats;
   acq_bnstat *stats;
   atc_tensor *features;        /* output of the tapped module, or NULL    */
+  const atc_tensor *labels;    /* [N] int64 classes for CONDBN (borrowed) */
   char path[ACQ_PATH_MAX];     /* path of the module being run            */
 } acq_fwd;
 
@@ -101,6 +112,15 @@ int acq_linear_new(atc_status *st, int64_t in, int64_t out, int bias,
 int acq_maxpool2d_new(atc_status *st, const int64_t k[2], const int64_t stride[2],
                       const int64_t pad[2], acq_module **m);
 int acq_simple_new(atc_status *st, acq_mkind kind, acq_module **m); /* relu ... */
+/* weight N(0,1), as torch.nn.Embedding */
+int acq_embedding_new(atc_status *st, int64_t num, int64_t dim, acq_module **m);
+int acq_leaky_relu_new(atc_status *st, double slope, acq_module **m);
+int acq_upsample_new(atc_status *st, const int64_t scale[2], acq_module **m);
+int acq_unflatten_new(atc_status *st, const int64_t *shape, int n, acq_module **m);
+/* Parameters "weights.weight" [K,C] (ones) and "biases.weight" [K,C] (zeros)
+ * as GDFQ's CategoricalConditionalBatchNorm2d, plus the running buffers. */
+int acq_condbn_new(atc_status *st, int64_t classes, int64_t c, double eps,
+                   double momentum, acq_module **m);
 /* Containers take a reference to each child. names[i] may be NULL ("i"). */
 int acq_container_new(atc_status *st, acq_mkind kind, acq_module *const *children,
                       const char *const *names, int n, int nmain, int post_relu,
@@ -113,6 +133,11 @@ const char *acq_mkind_name(acq_mkind k);
 /* Deep copy: new tensors (same requires_grad), quantizers copied too. */
 int acq_module_clone(atc_status *st, const acq_module *m, acq_module **out);
 
+/* Converts every floating parameter and buffer (and the quantizers' bounds)
+ * to dtype (dtype < 0: keep) and all of them to dev (NULL: keep). Leaves stay
+ * leaves with the same requires_grad. All or nothing: on error m is unchanged. */
+int acq_module_to(atc_status *st, acq_module *m, int dtype, const atc_device *dev);
+
 /* ---- traversal -------------------------------------------------------------
  * Visits m and every descendant in module order (pre-order), with its
  * dotted path ("" for m itself). A non-zero return stops the walk. */
@@ -124,5 +149,11 @@ void acq_fwd_init(acq_fwd *c, int bn_mode, int record);
 void acq_fwd_clear(acq_fwd *c);                     /* frees stats, features */
 int acq_module_forward(atc_status *st, acq_fwd *c, acq_module *m,
                        const atc_tensor *x, atc_tensor **out);
+/* A SEQUENTIAL's children [from, to) only (a generator's body after its
+ * conditioning layers, for example). */
+int acq_module_forward_range(atc_status *st, acq_fwd *c, acq_module *m, int from,
+                             int to, const atc_tensor *x, atc_tensor **out);
+/* Index of the child called name, or -1. */
+int acq_module_child_index(const acq_module *m, const char *name);
 
 #endif /* ACQ_MODULE_H */

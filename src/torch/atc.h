@@ -289,6 +289,9 @@ ATC_API int atc_adaptive_pool2d(atc_status *st, int is_max, const atc_tensor *x,
 /* Nearest upsampling to size[2] ([H,W] of the output). */
 ATC_API int atc_upsample_nearest2d(atc_status *st, const atc_tensor *x,
                                    const int64_t size[2], atc_tensor **out);
+/* Bilinear resizing (align_corners = false, as torchvision's Resize). */
+ATC_API int atc_upsample_bilinear2d(atc_status *st, const atc_tensor *x,
+                                    const int64_t size[2], atc_tensor **out);
 ATC_API int atc_softmax(atc_status *st, const atc_tensor *x, int64_t dim,
                         int log, atc_tensor **out);
 ATC_API int atc_embedding(atc_status *st, const atc_tensor *weight /* [V,D] */,

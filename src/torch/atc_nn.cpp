@@ -14,6 +14,7 @@
 #include <ATen/ops/max_pool2d.h>
 #include <ATen/ops/one_hot.h>
 #include <ATen/ops/softmax.h>
+#include <ATen/ops/upsample_bilinear2d.h>
 #include <ATen/ops/upsample_nearest2d.h>
 
 using namespace atc;
@@ -121,6 +122,14 @@ int atc_upsample_nearest2d(atc_status *st, const atc_tensor *x,
   ATC_TRY
   need_4d(T(x), "upsample_nearest2d");
   put(out, at::upsample_nearest2d(T(x), pair(size, "size")));
+  ATC_END(st)
+}
+
+int atc_upsample_bilinear2d(atc_status *st, const atc_tensor *x,
+                            const int64_t size[2], atc_tensor **out) {
+  ATC_TRY
+  need_4d(T(x), "upsample_bilinear2d");
+  put(out, at::upsample_bilinear2d(T(x), pair(size, "size"), /*align_corners=*/false));
   ATC_END(st)
 }
 

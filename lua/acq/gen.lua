@@ -1,0 +1,229 @@
+--- acq.gen: the generators of GDFQ and ACQ, and the sampling of Algorithm 1.
+--
+-- A generator is a Lua object around one acq.Module (`G.net`, a sequential
+-- whose children carry the reference's state-dict names) and a `condition`
+-- step written in Lua. The layers run in C; the composition is here, so a
+-- recipe can change it without recompiling:
+--
+--   local G = acq.gen.acq { classes = 10, size = 32, channels = 3 }
+--   G.position = function(G, p) return my_encoding(p) end  -- replace Emb_pos
+--   local x = G(z, y, p)                                     -- [B,3,32,32]
+--
+-- Kinds:
+--   gen.gdfq   GDFQ's CIFAR generator, eq. (5): i = Emb_class(y) * z
+--   gen.acq    ACQ's generator for small images, eq. (11):
+--              i = (Emb_class(y) + z) * Emb_position(p)
+--   gen.fusion ACQ's generator for large images, eq. (12) and Fig. 5: the
+--              position matrix P = label_smooth(one_hot(p)) as h x w is fused
+--              with the features f = Linear(z): f' = conv([AdaMax(f),
+--              AdaAvg(f), P]), F = Up(f') + f; classes enter through
+--              class-conditional BN (GDFQ's ImageNet generator).
+--
+-- The body is GDFQ's: Linear -> [128, s/4, s/4] -> BN -> up x2 -> conv BN
+-- LeakyReLU(0.2) -> up x2 -> conv BN LeakyReLU -> conv -> tanh -> BN without
+-- affine. Its two middle BN layers have eps 0.8, because GDFQ's code writes
+-- nn.BatchNorm2d(128, 0.8) (0.8 lands in the eps slot); `eps = 1e-5` gives
+-- ordinary BN. Generators always run their BN in train mode.
+local acq = require "acq"
+local nn = acq.nn
+
+local gen = {}
+
+local Generator = {}
+Generator.__index = Generator
+
+--- G(z, y, p) / G:forward(z, y, p) -> images [B, channels, size, size].
+function Generator:forward(z, y, p)
+  return self:body(self:condition(z, y, p), y)
+end
+Generator.__call = Generator.forward
+
+--- The trainable tensors of the whole generator (for an optimizer).
+function Generator:parameters() return self.net:parameters() end
+function Generator:named_parameters() return self.net:named_parameters() end
+function Generator:state_dict() return self.net:state_dict() end
+function Generator:load_state_dict(t, opts) return self.net:load_state_dict(t, opts) end
+function Generator:__tostring()
+  return ("acq generator (%s, %d classes, %d positions, latent %d, %dx%dx%d)\n%s")
+    :format(self.kind, self.classes, self.positions or 0, self.latent, self.channels,
+      self.size, self.size, tostring(self.net))
+end
+
+local function check_opts(kind, o)
+  assert(type(o) == "table", "gen." .. kind .. ": expects an options table")
+  local function int(k, def)
+    local v = o[k] == nil and def or o[k]
+    if math.type(v) ~= "integer" or v <= 0 then
+      error(("gen.%s: %s must be a positive integer, got %s"):format(kind, k, tostring(v)), 3)
+    end
+    return v
+  end
+  local s = {
+    kind = kind,
+    classes = int("classes", 10),
+    latent = int("latent", 100),
+    size = int("size", 32),
+    channels = int("channels", 3),
+    width = int("width", 128),
+    eps = o.eps or 0.8,
+  }
+  if s.size % 4 ~= 0 then
+    error(("gen.%s: size %d must be a multiple of 4 (two x2 upsamplings)"):format(kind, s.size), 3)
+  end
+  s.init = s.size // 4
+  return s
+end
+
+-- GDFQ's layers after the input vector; ccbn: class-conditional BN.
+local function body_layers(s, ccbn)
+  local w, c = s.width, s.channels
+  local function bn(ch, eps)
+    if ccbn then return nn.condbn(s.classes, ch, { eps = eps }) end
+    return nn.batchnorm2d(ch, { eps = eps })
+  end
+  return {
+    { "bn0", bn(w, 1e-5) },
+    { "up0", nn.upsample(2) },
+    { "conv1", nn.conv2d(w, w, 3, { padding = 1 }) },
+    { "bn1", bn(w, s.eps) },
+    { "act1", nn.leaky_relu(0.2) },
+    { "up1", nn.upsample(2) },
+    { "conv2", nn.conv2d(w, w // 2, 3, { padding = 1 }) },
+    { "bn2", bn(w // 2, s.eps) },
+    { "act2", nn.leaky_relu(0.2) },
+    { "conv3", nn.conv2d(w // 2, c, 3, { padding = 1 }) },
+    { "tanh", nn.tanh() },
+    { "bn_out", nn.batchnorm2d(c, { affine = false }) },
+  }
+end
+
+local function new(s, children)
+  s.net = nn.sequential(children)
+  return setmetatable(s, Generator)
+end
+
+-- Runs net from child `from` to the end in train mode (labels for CCBN).
+local function run_body(G, h, y, from)
+  return G.net:forward(h, { bn = "train", from = from, labels = y })
+end
+
+local function check_labels(G, z, y, p)
+  local B = z:size(0)
+  if y:size(0) ~= B then
+    error(("generator: %d labels for %d noise vectors"):format(y:size(0), B), 3)
+  end
+  if p and p:size(0) ~= B then
+    error(("generator: %d positions for %d noise vectors"):format(p:size(0), B), 3)
+  end
+end
+
+--- GDFQ's generator, eq. (5): i = Emb_class(y) * z.
+-- opts: classes, latent = 100, size = 32, channels = 3, width = 128, eps = 0.8.
+function gen.gdfq(opts)
+  local s = check_opts("gdfq", opts or {})
+  local ch = {
+    { "label_emb", nn.embedding(s.classes, s.latent) },
+    { "l1", nn.linear(s.latent, s.width * s.init * s.init) },
+    { "view", nn.unflatten { s.width, s.init, s.init } },
+  }
+  for _, l in ipairs(body_layers(s, false)) do ch[#ch + 1] = l end
+  local G = new(s, ch)
+  function G.condition(G, z, y)
+    check_labels(G, z, y)
+    return G.net.label_emb(y) * z
+  end
+  function G.body(G, h) return run_body(G, h, nil, "l1") end
+  return G
+end
+
+--- ACQ's generator for small images, eq. (11).
+-- opts: as gen.gdfq, plus positions (h*w of the attention grid, e.g. 64 for
+-- ResNet-20 on 32x32). G.position(G, p) -> [B, latent] is Emb_position and
+-- may be replaced by any function of p.
+function gen.acq(opts)
+  opts = opts or {}
+  local s = check_opts("acq", opts)
+  s.positions = opts.positions or (s.size // 4) * (s.size // 4)
+  local ch = {
+    { "label_emb", nn.embedding(s.classes, s.latent) },
+    { "pos_emb", nn.embedding(s.positions, s.latent) },
+    { "l1", nn.linear(s.latent, s.width * s.init * s.init) },
+    { "view", nn.unflatten { s.width, s.init, s.init } },
+  }
+  for _, l in ipairs(body_layers(s, false)) do ch[#ch + 1] = l end
+  local G = new(s, ch)
+  function G.position(G, p) return G.net.pos_emb(p) end
+  function G.condition(G, z, y, p)
+    check_labels(G, z, y, p)
+    return (G.net.label_emb(y) + z) * G:position(p) -- eq. (11)
+  end
+  function G.body(G, h) return run_body(G, h, nil, "l1") end
+  return G
+end
+
+--- The position matrix of eq. (12): label_smooth(one_hot(p)) as [B,1,h,w].
+-- smoothing s: (1 - s) on p, s / (h*w) spread over every position.
+function gen.position_matrix(p, h, w, smoothing, dtype)
+  local oh = acq.one_hot(p, h * w):to(dtype or "f32")
+  local P = oh * (1 - smoothing) + smoothing / (h * w)
+  return P:view(-1, 1, h, w)
+end
+
+--- ACQ's generator for large images, eq. (12) / Fig. 5.
+-- opts: as gen.gdfq (size e.g. 224), plus grid = {h, w} (the attention grid,
+-- 7x7 for ResNet-18 at 224) and smoothing = 0.1. G.position(G, p) -> [B,1,h,w]
+-- may be replaced.
+function gen.fusion(opts)
+  opts = opts or {}
+  local s = check_opts("fusion", opts)
+  local grid = opts.grid or { 7, 7 }
+  if type(grid) == "number" then grid = { grid, grid } end
+  s.grid = grid
+  s.positions = grid[1] * grid[2]
+  s.smoothing = opts.smoothing or 0.1
+  local ch = {
+    { "l1", nn.linear(s.latent, s.width * s.init * s.init) },
+    { "view", nn.unflatten { s.width, s.init, s.init } },
+    -- f' = conv([f1, f2, P]): 2 * width + 1 channels in, width out
+    { "fuse", nn.conv2d(2 * s.width + 1, s.width, 3, { padding = 1 }) },
+  }
+  for _, l in ipairs(body_layers(s, true)) do ch[#ch + 1] = l end
+  local G = new(s, ch)
+  function G.position(G, p, dtype)
+    return gen.position_matrix(p, G.grid[1], G.grid[2], G.smoothing, dtype)
+  end
+  function G.condition(G, z, y, p)
+    check_labels(G, z, y, p)
+    local f = G.net:forward(z, { from = "l1", to = "view" }) -- f = Linear(z)
+    local f1 = acq.adaptive_max_pool2d(f, G.grid)
+    local f2 = acq.adaptive_avg_pool2d(f, G.grid)
+    local P = G:position(p, f:dtype())
+    local fp = G.net.fuse(acq.cat({ f1, f2, P }, 1))
+    return acq.upsample_nearest2d(fp, { G.init, G.init }) + f -- eq. (12)
+  end
+  function G.body(G, h, y) return run_body(G, h, y, "bn0") end
+  return G
+end
+
+--- Samples for one iteration of Algorithm 1: two groups sharing (y, p).
+-- opts: batch (per group), classes, positions (nil: no p), latent = 100,
+-- generator (an acq.generator for reproducible draws), device, dtype.
+-- Returns {z1 = [B,latent], z2, y = [B] int64, p = [B] int64}.
+function gen.sample(opts)
+  local B, K = opts.batch, opts.classes
+  assert(math.type(B) == "integer" and B > 0, "gen.sample: batch must be a positive integer")
+  assert(math.type(K) == "integer" and K > 0, "gen.sample: classes must be a positive integer")
+  local D = opts.latent or 100
+  local o = { generator = opts.generator, device = opts.device, dtype = opts.dtype }
+  local io = { generator = opts.generator, device = opts.device }
+  local s = {}
+  s.z1 = acq.randn(B, D, o)           -- z ~ N(0, 1)
+  s.z2 = acq.randn(B, D, o)
+  s.y = acq.randint(0, K, { B }, io)  -- y ~ U(0, C)
+  if opts.positions then
+    s.p = acq.randint(0, opts.positions, { B }, io) -- p ~ U(0, hw)
+  end
+  return s
+end
+
+return gen
