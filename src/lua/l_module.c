@@ -5,7 +5,9 @@
  *   acq.nn.batchnorm2d(c, {eps = 1e-5, momentum = 0.1, affine = true})
  *   acq.nn.linear(in, out, {bias = true})
  *   acq.nn.maxpool2d(k, {stride = k, padding = 0})
- *   acq.nn.relu() relu6() global_avgpool() flatten() identity() dropout()
+ *   acq.nn.relu() relu6() global_avgpool() flatten() identity() dropout() tanh()
+ *   acq.nn.embedding(num, dim)  leaky_relu(slope)  upsample(scale)
+ *   acq.nn.unflatten{c, h, w}   condbn(classes, c, {eps, momentum})
  *   acq.nn.sequential{m1, {"name", m2}, ...}
  *   acq.nn.residual(main, shortcut, {relu = true})   (lists as in sequential;
  *       shortcut nil or {} = identity)

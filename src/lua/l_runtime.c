@@ -1,6 +1,9 @@
 /*
  * l_runtime.c -- seeds, generators, threads, devices and the memory report.
  */
+#define _POSIX_C_SOURCE 200809L
+#include <time.h>
+
 #include "acqL.h"
 
 static uint64_t checkseed(lua_State *L, int idx) {
@@ -90,7 +93,17 @@ static int l_torch_version(lua_State *L) {
   return 1;
 }
 
+/* acq.clock() -> seconds of a monotonic wall clock (for timings and ETAs;
+ * os.clock is CPU time, summed over threads). */
+static int l_clock(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + 1e-9 * (lua_Number)ts.tv_nsec);
+  return 1;
+}
+
 static const luaL_Reg functions[] = {
+    {"clock", l_clock},
     {"manual_seed", l_manual_seed},
     {"generator", l_generator},
     {"set_num_threads", l_set_num_threads},
