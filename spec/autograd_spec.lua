@@ -136,3 +136,67 @@ describe("optimizers", function()
     assert.matches("freed optimizer", H.fails(function() opt:step() end))
   end)
 end)
+
+describe("checkpoint state", function()
+  -- f(p) = sum(k * p^2): a fixed, non-trivial gradient at every step
+  local k = acq.tensor({ 1.0, -2.0, 0.5 }, { dtype = "f64" })
+  local function run(opt, p, n)
+    for _ = 1, n do
+      opt:zero_grad();
+      (k * p * p):sum():backward()
+      opt:step()
+    end
+  end
+
+  for _, kind in ipairs { "adam", "sgd" } do
+    it(kind .. ": a state_dict restored into a new optimizer continues bit for bit", function()
+      local make = function(p)
+        if kind == "adam" then return acq.optim.adam({ p }, { lr = 0.1, betas = { 0.5, 0.999 } }) end
+        return acq.optim.sgd({ p }, { lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 1e-4 })
+      end
+      local p = acq.tensor({ 1.0, 2.0, 3.0 }, { dtype = "f64" }):requires_grad_(true)
+      local o = make(p)
+      run(o, p, 3)
+      local sd = o:state_dict()
+      -- into safetensors and back, as a checkpoint does
+      local path = os.tmpname()
+      acq.safetensors.save(path, sd)
+      local back = acq.safetensors.load(path)
+      os.remove(path)
+      local p2 = p:detach():clone():requires_grad_(true)
+      local o2 = make(p2)
+      o2:lr(1.0)
+      o2:load_state_dict(back)
+      assert.equal(0.1, o2:lr())
+      run(o, p, 2)
+      run(o2, p2, 2)
+      assert.is_true(p:equal(p2))
+      assert.is_true(H.equal(back.step, { 3 }, "steps"))
+    end)
+  end
+
+  it("rejects a state of the wrong kind or shape, changing nothing", function()
+    local p = acq.zeros(3):requires_grad_(true)
+    local o = acq.optim.adam({ p }, { lr = 0.1 })
+    assert.matches("unexpected entry 'momentum_buffer.0' %(this is an Adam optimizer over 1 tensors%)",
+      H.fails(o.load_state_dict, o, { step = acq.tensor { 1 }, ["momentum_buffer.0"] = acq.zeros(3) }))
+    assert.matches("state of parameter 1 has shape %[4%], the parameter %[3%]",
+      H.fails(o.load_state_dict, o, { step = acq.tensor { 7 }, ["exp_avg.0"] = acq.zeros(4) }))
+    assert.is_true(H.equal(o:state_dict().step, { 0 }, "unchanged"))
+    assert.matches("no 'step' tensor", H.fails(o.load_state_dict, o, {}))
+  end)
+
+  it("generator states restore the random stream exactly", function()
+    local g = acq.generator(11)
+    acq.randn(5, { generator = g })
+    local s = g:state()
+    local a = acq.randn(5, { generator = g })
+    g:set_state(s)
+    assert.is_true(acq.randn(5, { generator = g }):equal(a))
+    local d = acq.rng_state()
+    local b = acq.rand(4)
+    acq.set_rng_state(d)
+    assert.is_true(acq.rand(4):equal(b))
+    assert.matches("uint8", H.fails(acq.set_rng_state, acq.zeros(3)))
+  end)
+end)

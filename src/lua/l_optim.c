@@ -1,6 +1,9 @@
 /*
  * l_optim.c -- acq.Optimizer userdata: Adam and SGD over a list of tensors.
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "acqL.h"
 
 typedef struct Optim {
@@ -108,6 +111,107 @@ static int l_nparams(lua_State *L) {
   return 1;
 }
 
+static const char *slot_name(atc_optim *o, int k) {
+  if (atc_optim_nslots(o) == 2) return k == 0 ? "exp_avg" : "exp_avg_sq";
+  return "momentum_buffer";
+}
+
+/* opt:state_dict() -> name -> tensor: "<slot>.<i>" (i counts parameters
+ * from 0; absent before the first step), "step" [n] int64, "lr" f64 [] */
+static int l_state_dict(lua_State *L) {
+  atc_optim *o = checkoptim(L, 1);
+  int n = atc_optim_nparams(o), ns = atc_optim_nslots(o);
+  lua_settop(L, 1);
+  lua_newtable(L); /* 2 */
+  int64_t *steps = lua_newuserdatauv(L, sizeof(int64_t) * (size_t)n, 0); /* 3 */
+  atc_status st;
+  for (int i = 0; i < n; i++) {
+    for (int k = 0; k < ns; k++) {
+      acqL_Tensor *b = acqL_newtensor(L);
+      if (atc_optim_state_get(&st, o, i, k, &steps[i], &b->h)) return acqL_fail(L, "state_dict", &st);
+      if (!b->h) {
+        lua_pop(L, 1);
+        continue;
+      }
+      acqL_done(L, b);
+      lua_pushfstring(L, "%s.%d", slot_name(o, k), i);
+      lua_insert(L, -2);
+      lua_settable(L, 2);
+    }
+  }
+  int64_t sz[1] = {n};
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_from_buffer(&st, steps, sz, 1, ATC_I64, &b->h)) return acqL_fail(L, "state_dict", &st);
+  acqL_done(L, b);
+  lua_setfield(L, 2, "step");
+  double lr = atc_optim_lr(o);
+  b = acqL_newtensor(L);
+  if (atc_from_buffer(&st, &lr, NULL, 0, ATC_F64, &b->h)) return acqL_fail(L, "state_dict", &st);
+  acqL_done(L, b);
+  lua_setfield(L, 2, "lr");
+  lua_settop(L, 2);
+  return 1;
+}
+
+/* opt:load_state_dict(t): the inverse; checks every entry before setting any. */
+static int l_load_state_dict(lua_State *L) {
+  atc_optim *o = checkoptim(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int n = atc_optim_nparams(o), ns = atc_optim_nslots(o);
+  lua_settop(L, 2);
+  lua_getfield(L, 2, "step"); /* 3 */
+  acqL_Tensor *sb = acqL_testbox(L, 3);
+  if (!sb || !sb->h) return luaL_error(L, "load_state_dict: no 'step' tensor (not an optimizer state)");
+  atc_meta m;
+  atc_status st;
+  if (atc_tensor_meta(&st, sb->h, &m)) return acqL_fail(L, "load_state_dict", &st);
+  if (m.dtype != ATC_I64 || m.ndim != 1 || m.sizes[0] != n)
+    return luaL_error(L, "load_state_dict: 'step' must be int64 [%d] (one per parameter)", n);
+  int64_t *steps = lua_newuserdatauv(L, sizeof(int64_t) * (size_t)(n ? n : 1), 0); /* 4 */
+  if (atc_tensor_read(&st, sb->h, ATC_I64, steps, n))
+    return acqL_fail(L, "load_state_dict", &st);
+  /* every key must be known */
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    lua_pop(L, 1);
+    const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+    int ok = strcmp(key, "step") == 0 || strcmp(key, "lr") == 0;
+    for (int k = 0; k < ns && !ok; k++) {
+      size_t len = strlen(slot_name(o, k));
+      char *end;
+      long i;
+      if (strncmp(key, slot_name(o, k), len) == 0 && key[len] == '.') {
+        i = strtol(key + len + 1, &end, 10);
+        ok = *end == '\0' && i >= 0 && i < n;
+      }
+    }
+    if (!ok)
+      return luaL_error(L, "load_state_dict: unexpected entry '%s' (this is %s optimizer over %d tensors)", key,
+                        ns == 2 ? "an Adam" : "an SGD", n);
+  }
+  const atc_tensor **bufs = lua_newuserdatauv(L, sizeof *bufs * (size_t)(n * ns + 1), 0); /* 5 */
+  for (int i = 0; i < n; i++) {
+    for (int k = 0; k < ns; k++) {
+      lua_pushfstring(L, "%s.%d", slot_name(o, k), i);
+      lua_gettable(L, 2); /* the value stays referenced by the table */
+      acqL_Tensor *b = acqL_testbox(L, -1);
+      if (!lua_isnil(L, -1) && (!b || !b->h))
+        return luaL_error(L, "load_state_dict: entry %s.%d is not a tensor", slot_name(o, k), i);
+      bufs[i * ns + k] = b ? b->h : NULL;
+      lua_pop(L, 1);
+    }
+  }
+  if (atc_optim_load_state(&st, o, steps, bufs)) return acqL_fail(L, "load_state_dict", &st);
+  lua_getfield(L, 2, "lr");
+  acqL_Tensor *lb = acqL_testbox(L, -1);
+  if (lb && lb->h) {
+    atc_scalar v;
+    if (atc_item(&st, lb->h, &v)) return acqL_fail(L, "load_state_dict", &st);
+    atc_optim_set_lr(o, v.is_int ? (double)v.i : v.d);
+  }
+  return 0;
+}
+
 static int l_tostring(lua_State *L) {
   Optim *b = (Optim *)luaL_checkudata(L, 1, ACQ_OPTIM_MT);
   if (!b->o) lua_pushliteral(L, "acq.Optimizer (freed)");
@@ -119,6 +223,8 @@ static const luaL_Reg meta[] = {{"__gc", l_optim_free}, {"__close", l_optim_free
                                 {"__tostring", l_tostring}, {NULL, NULL}};
 static const luaL_Reg methods[] = {{"step", l_step},       {"zero_grad", l_zero_grad},
                                    {"lr", l_lr},           {"nparams", l_nparams},
+                                   {"state_dict", l_state_dict},
+                                   {"load_state_dict", l_load_state_dict},
                                    {"free", l_optim_free}, {NULL, NULL}};
 static const luaL_Reg functions[] = {{"adam", l_adam}, {"sgd", l_sgd}, {NULL, NULL}};
 

@@ -51,6 +51,42 @@ static int l_generator_seed(lua_State *L) {
   return 0;
 }
 
+static atc_generator *optgen(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return NULL; /* the default CPU generator */
+  atc_generator **p = (atc_generator **)luaL_checkudata(L, idx, ACQ_GENERATOR_MT);
+  if (!*p) luaL_error(L, "attempt to use a freed generator");
+  return *p;
+}
+
+/* g:state() / acq.rng_state() -> uint8 tensor: the whole generator state
+ * (of g, or of the default CPU generator), for checkpoints. */
+static int l_rng_state(lua_State *L) {
+  atc_generator *g = optgen(L, 1);
+  acqL_Tensor *b = acqL_newtensor(L);
+  atc_status st;
+  if (atc_generator_get_state(&st, g, &b->h)) return acqL_fail(L, "rng_state", &st);
+  return acqL_done(L, b);
+}
+
+/* g:set_state(t) / acq.set_rng_state(t) restores it exactly. */
+static int l_set_rng_state_g(lua_State *L) {
+  atc_generator *g = optgen(L, 1);
+  atc_status st;
+  if (atc_generator_set_state(&st, g, acqL_checktensor(L, 2))) return acqL_fail(L, "set_state", &st);
+  return 0;
+}
+
+static int l_set_rng_state(lua_State *L) {
+  atc_status st;
+  if (atc_generator_set_state(&st, NULL, acqL_checktensor(L, 1))) return acqL_fail(L, "set_rng_state", &st);
+  return 0;
+}
+
+static int l_default_rng_state(lua_State *L) {
+  lua_settop(L, 0);
+  return l_rng_state(L);
+}
+
 static int l_set_num_threads(lua_State *L) {
   atc_status st;
   if (atc_set_num_threads(&st, (int)luaL_checkinteger(L, 1))) return acqL_fail(L, "set_num_threads", &st);
@@ -104,6 +140,8 @@ static int l_clock(lua_State *L) {
 
 static const luaL_Reg functions[] = {
     {"clock", l_clock},
+    {"rng_state", l_default_rng_state},
+    {"set_rng_state", l_set_rng_state},
     {"manual_seed", l_manual_seed},
     {"generator", l_generator},
     {"set_num_threads", l_set_num_threads},
@@ -120,11 +158,15 @@ void acqL_open_runtime(lua_State *L, int module) {
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, l_generator_free);
     lua_setfield(L, -2, "__close");
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 4);
     lua_pushcfunction(L, l_generator_seed);
     lua_setfield(L, -2, "seed");
     lua_pushcfunction(L, l_generator_free);
     lua_setfield(L, -2, "free");
+    lua_pushcfunction(L, l_rng_state);
+    lua_setfield(L, -2, "state");
+    lua_pushcfunction(L, l_set_rng_state_g);
+    lua_setfield(L, -2, "set_state");
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);

@@ -345,6 +345,16 @@ ATC_API void   atc_optim_set_lr(atc_optim *o, double lr);
 ATC_API double atc_optim_lr(const atc_optim *o);
 ATC_API int    atc_optim_nparams(const atc_optim *o);
 ATC_API void   atc_optim_free(atc_optim *o);                      /* NULL ok */
+/* State for checkpoints: per parameter i, nslots buffers (Adam: exp_avg,
+ * exp_avg_sq; SGD: momentum_buf) and a step count. *out is a copy, NULL
+ * while the buffer does not exist yet. load_state takes steps[nparams] and
+ * bufs[nparams * nslots] (NULL: no buffer yet), checks every shape, then
+ * replaces the whole state (all or nothing). */
+ATC_API int atc_optim_nslots(const atc_optim *o);
+ATC_API int atc_optim_state_get(atc_status *st, atc_optim *o, int i, int slot,
+                                int64_t *step, atc_tensor **out);
+ATC_API int atc_optim_load_state(atc_status *st, atc_optim *o, const int64_t *steps,
+                                 const atc_tensor *const *bufs);
 
 /* ---- runtime ----------------------------------------------------------- */
 ATC_API int  atc_manual_seed(atc_status *st, uint64_t seed);
@@ -352,6 +362,11 @@ ATC_API int  atc_generator_new(atc_status *st, uint64_t seed, atc_device dev,
                                atc_generator **out);
 ATC_API int  atc_generator_seed(atc_status *st, atc_generator *g, uint64_t seed);
 ATC_API void atc_generator_free(atc_generator *g);                /* NULL ok */
+/* The full state (uint8 tensor) of g, or of the default CPU generator when g
+ * is NULL; set_state restores it exactly (checkpoints). */
+ATC_API int  atc_generator_get_state(atc_status *st, atc_generator *g, atc_tensor **out);
+ATC_API int  atc_generator_set_state(atc_status *st, atc_generator *g,
+                                     const atc_tensor *state);
 ATC_API int  atc_set_num_threads(atc_status *st, int n);
 ATC_API int  atc_num_threads(void);
 ATC_API int  atc_cuda_device_count(void);         /* 0 without CUDA support */

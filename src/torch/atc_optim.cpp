@@ -166,6 +166,60 @@ int atc_optim_nparams(const atc_optim *o) {
   return o ? static_cast<int>(o->params.size()) : 0;
 }
 
+int atc_optim_nslots(const atc_optim *o) {
+  if (!o) return 0;
+  return o->kind == atc_optim::ADAM ? 2 : 1;
+}
+
+namespace {
+at::Tensor &slot_ref(atc_optim *o, int i, int k) {
+  if (!o) arg_error("NULL optimizer");
+  if (i < 0 || i >= static_cast<int>(o->params.size()))
+    arg_error("parameter index " + std::to_string(i) + " out of range");
+  if (k < 0 || k >= atc_optim_nslots(o)) arg_error("state slot " + std::to_string(k) + " out of range");
+  if (o->kind == atc_optim::ADAM) return k == 0 ? o->exp_avg[i] : o->exp_avg_sq[i];
+  return o->momentum_buf[i];
+}
+}  // namespace
+
+int atc_optim_state_get(atc_status *st, atc_optim *o, int i, int k, int64_t *step,
+                        atc_tensor **out) {
+  ATC_TRY
+  if (!out || !step) arg_error("NULL output pointer");
+  at::Tensor &t = slot_ref(o, i, k);
+  *step = o->steps[i];
+  *out = nullptr;
+  if (t.defined()) put(out, t.detach().clone());
+  ATC_END(st)
+}
+
+int atc_optim_load_state(atc_status *st, atc_optim *o, const int64_t *steps,
+                         const atc_tensor *const *bufs) {
+  ATC_TRY
+  if (!o) arg_error("NULL optimizer");
+  if (!steps || !bufs) arg_error("NULL state arrays");
+  int n = static_cast<int>(o->params.size()), ns = atc_optim_nslots(o);
+  std::vector<at::Tensor> vals(static_cast<size_t>(n * ns));
+  for (int i = 0; i < n; i++) {  // check everything before changing anything
+    if (steps[i] < 0) arg_error("negative step count for parameter " + std::to_string(i + 1));
+    const at::Tensor &p = o->params[i];
+    for (int k = 0; k < ns; k++) {
+      const atc_tensor *h = bufs[i * ns + k];
+      if (!h) continue;
+      const at::Tensor &v = T(h);
+      if (!v.sizes().equals(p.sizes()))
+        arg_error("state of parameter " + std::to_string(i + 1) + " has shape " +
+                  c10::str(v.sizes()) + ", the parameter " + c10::str(p.sizes()));
+      vals[static_cast<size_t>(i * ns + k)] = v.detach().to(p.options()).clone();
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    for (int k = 0; k < ns; k++) slot_ref(o, i, k) = vals[static_cast<size_t>(i * ns + k)];
+    o->steps[i] = steps[i];
+  }
+  ATC_END(st)
+}
+
 void atc_optim_free(atc_optim *o) { delete o; }
 
 }  // extern "C"

@@ -47,6 +47,30 @@ int atc_generator_seed(atc_status *st, atc_generator *g, uint64_t seed) {
   ATC_END(st)
 }
 
+namespace {
+at::Generator the_gen(atc_generator *g) {
+  return g ? g->g : at::detail::getDefaultCPUGenerator();
+}
+}  // namespace
+
+int atc_generator_get_state(atc_status *st, atc_generator *g, atc_tensor **out) {
+  ATC_TRY
+  at::Generator gen = the_gen(g);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  put(out, gen.get_state());
+  ATC_END(st)
+}
+
+int atc_generator_set_state(atc_status *st, atc_generator *g, const atc_tensor *state) {
+  ATC_TRY
+  at::Generator gen = the_gen(g);
+  const at::Tensor &s = T(state);
+  if (s.scalar_type() != at::kByte) arg_error("a generator state is a uint8 tensor");
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(s);
+  ATC_END(st)
+}
+
 void atc_generator_free(atc_generator *g) { delete g; }
 
 int atc_set_num_threads(atc_status *st, int n) {
