@@ -4,6 +4,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "safetensors.h"
 
+#include "atomic.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -247,28 +249,14 @@ int acq_st_find(const acq_st_file *f, const char *name) {
 
 /* ---- writing ------------------------------------------------------------ */
 
-static int write_all(int fd, const void *buf, size_t n) {
-  const char *p = buf;
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 int acq_st_write(const char *path, const acq_st_out *t, int n,
                  const char *const *mk, const char *const *mv, int nmeta,
                  char *err, size_t errn) {
   json_t *root = json_object();
   if (!root) return fail(err, errn, "%s: out of memory", path);
   int rc = -1;
-  char *hdr = NULL, *tmp = NULL;
-  int fd = -1;
+  char *hdr = NULL;
+  acq_part *parts = NULL;
   if (nmeta > 0) {
     json_t *m = json_object();
     json_object_set_new(root, "__metadata__", m);
@@ -298,31 +286,20 @@ int acq_st_write(const char *path, const acq_st_out *t, int n,
   hdr = json_dumps(root, JSON_COMPACT);
   if (!hdr) { fail(err, errn, "%s: cannot encode the header", path); goto done; }
   size_t hl = strlen(hdr), padded = (hl + 7) & ~(size_t)7;
-  size_t tl = strlen(path) + 32;
-  tmp = malloc(tl);
-  if (!tmp) { fail(err, errn, "%s: out of memory", path); goto done; }
-  snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) { fail(err, errn, "%s: %s", tmp, strerror(errno)); goto done; }
-  unsigned char len8[8];
-  for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-  static const char spaces[8] = "        ";
-  if (write_all(fd, len8, 8) || write_all(fd, hdr, hl) || write_all(fd, spaces, padded - hl))
-    goto io_error;
-  for (int i = 0; i < n; i++)
-    if (t[i].nbytes && write_all(fd, t[i].data, (size_t)t[i].nbytes)) goto io_error;
-  if (fsync(fd) != 0) goto io_error;
-  if (close(fd) != 0) { fd = -1; goto io_error; }
-  fd = -1;
-  if (rename(tmp, path) != 0) goto io_error;
-  rc = 0;
-  goto done;
-io_error:
-  fail(err, errn, "%s: write failed: %s", path, strerror(errno));
+  {
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    static const char spaces[8] = "        ";
+    parts = malloc(sizeof *parts * (size_t)(n + 3));
+    if (!parts) { fail(err, errn, "%s: out of memory", path); goto done; }
+    parts[0] = (acq_part){len8, 8};
+    parts[1] = (acq_part){hdr, hl};
+    parts[2] = (acq_part){spaces, padded - hl};
+    for (int i = 0; i < n; i++) parts[3 + i] = (acq_part){t[i].data, (size_t)t[i].nbytes};
+    rc = acq_atomic_write(path, parts, n + 3, err, errn) ? -1 : 0;
+  }
 done:
-  if (fd >= 0) close(fd);
-  if (rc && tmp) unlink(tmp);
-  free(tmp);
+  free(parts);
   free(hdr);
   json_decref(root);
   return rc;

@@ -22,6 +22,8 @@
 #include <zlib.h>
 
 #include "acqL.h"
+#include "atomic.h"
+#include "png.h"
 #include "safetensors.h"
 
 #define ACQ_STFILE_MT "acq.SafetensorsFile"
@@ -279,7 +281,42 @@ static int l_frombytes(lua_State *L) {
   return acqL_done(L, b);
 }
 
+/* acq.write_png(path, t): t is uint8 [H,W] (grey) or [H,W,C], C = 1..4
+ * (grey, grey+alpha, RGB, RGBA); written atomically. */
+static int l_write_png(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  atc_tensor *t = acqL_checktensor(L, 2);
+  atc_meta m;
+  atc_status st;
+  if (atc_tensor_meta(&st, t, &m)) return acqL_fail(L, "write_png", &st);
+  if (m.dtype != ATC_U8) return luaL_error(L, "write_png: %s: expected a uint8 tensor, got %s", path, atc_dtype_name((atc_dtype)m.dtype));
+  if (m.ndim != 2 && m.ndim != 3) return luaL_error(L, "write_png: %s: expected [H,W] or [H,W,C], got %d dimensions", path, m.ndim);
+  int c = m.ndim == 3 ? (int)m.sizes[2] : 1;
+  if (m.numel == 0) return luaL_error(L, "write_png: %s: empty picture", path);
+  uint8_t *px = lua_newuserdatauv(L, (size_t)m.numel, 0);
+  if (atc_tensor_read(&st, t, ATC_U8, px, m.numel)) return acqL_fail(L, "write_png", &st);
+  char err[ACQ_ST_ERR];
+  if (acq_png_write(path, px, (int)m.sizes[1], (int)m.sizes[0], c, err, sizeof err))
+    return luaL_error(L, "write_png: %s", err);
+  return 0;
+}
+
+/* acq.write_file(path, s): atomically (temporary file, fsync, rename). */
+static int l_write_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  acq_part part = {s, len};
+  char err[ACQ_ST_ERR];
+  if (acq_atomic_write(path, &part, 1, err, sizeof err)) return luaL_error(L, "%s", err);
+  return 0;
+}
+
 void acqL_open_data(lua_State *L, int module) {
+  lua_pushcfunction(L, l_write_png);
+  lua_setfield(L, module, "write_png");
+  lua_pushcfunction(L, l_write_file);
+  lua_setfield(L, module, "write_file");
   lua_pushcfunction(L, l_read_file);
   lua_setfield(L, module, "read_file");
   lua_pushcfunction(L, l_frombytes);
