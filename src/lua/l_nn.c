@@ -121,6 +121,16 @@ static int l_upsample_nearest2d(lua_State *L) {
   return acqL_done(L, r);
 }
 
+static int l_upsample_bilinear2d(lua_State *L) {
+  atc_tensor *x = acqL_checktensor(L, 1);
+  int64_t size[2];
+  acqL_checkpair(L, 2, "output size", 0, size);
+  atc_status st;
+  acqL_Tensor *r = acqL_newtensor(L);
+  if (atc_upsample_bilinear2d(&st, x, size, &r->h)) return acqL_fail(L, "upsample_bilinear2d", &st);
+  return acqL_done(L, r);
+}
+
 static int softmax(lua_State *L, int log) {
   atc_tensor *x = acqL_checktensor(L, 1);
   int64_t dim = luaL_checkinteger(L, 2);
@@ -160,6 +170,7 @@ static const luaL_Reg functions[] = {
     {"adaptive_avg_pool2d", l_adaptive_avg_pool2d},
     {"adaptive_max_pool2d", l_adaptive_max_pool2d},
     {"upsample_nearest2d", l_upsample_nearest2d},
+    {"upsample_bilinear2d", l_upsample_bilinear2d},
     {"softmax", l_softmax},
     {"log_softmax", l_log_softmax},
     {"embedding", l_embedding},
