@@ -3,6 +3,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <time.h>
+#include <unistd.h>
 
 #include "acqL.h"
 
@@ -138,8 +139,16 @@ static int l_clock(lua_State *L) {
   return 1;
 }
 
+/* acq.isatty(fd = 1) -> true when the descriptor is a terminal (progress
+ * bars redraw in place there and print plain lines otherwise). */
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+  return 1;
+}
+
 static const luaL_Reg functions[] = {
     {"clock", l_clock},
+    {"isatty", l_isatty},
     {"rng_state", l_default_rng_state},
     {"set_rng_state", l_set_rng_state},
     {"manual_seed", l_manual_seed},
