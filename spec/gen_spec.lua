@@ -179,19 +179,9 @@ describe("the fusion generator, eq. (12)", function()
     local y, p = acq.tensor { 0, 2, 1 }, acq.tensor { 3, 0, 1 }
     local R = acq.randn(3, 1, 16, 16, { dtype = "f64" }) -- a fixed readout
     local function f() return (g(z, y, p) * R):sum() end
-    z:requires_grad_(true)
-    f():backward()
-    local gz = z:grad():clone()
-    H.close(gz, H.numgrad(f, z), 1e-5, 1e-8, "dx/dz")
-    local w = g.net.fuse:state_dict().weight
-    w:zero_grad(true)
-    f():backward()
-    local gw = w:grad():clone()
-    H.close(gw, H.numgrad(f, w), 1e-5, 1e-8, "dx/d fuse.weight")
-    local cw = g.net.bn1:state_dict()["weights.weight"]
-    cw:zero_grad(true)
-    f():backward()
-    H.close(cw:grad():clone(), H.numgrad(f, cw), 1e-5, 1e-8, "dx/d bn1.weights.weight")
+    H.gradcheck(f, z, "dx/dz", 1e-5, 1e-8)
+    H.gradcheck(f, g.net.fuse:state_dict().weight, "dx/d fuse.weight", 1e-5, 1e-8)
+    H.gradcheck(f, g.net.bn1:state_dict()["weights.weight"], "dx/d bn1.weights.weight", 1e-5, 1e-8)
   end)
 end)
 

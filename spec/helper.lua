@@ -108,6 +108,19 @@ function H.numgrad(f, x, h)
   return acq.tensor(g, { dtype = "f64" }):view(x:shape())
 end
 
+--- Autograd gradient of the scalar f() with respect to the float64 tensor x
+-- against central finite differences (H.numgrad), within rtol / atol.
+-- Returns the autograd gradient.
+function H.gradcheck(f, x, what, rtol, atol)
+  x:requires_grad_(true)
+  x:zero_grad(true)
+  f():backward()
+  local g = x:grad():clone()
+  x:zero_grad(true)
+  H.close(g, H.numgrad(f, x), rtol or 1e-6, atol or 1e-9, what)
+  return g
+end
+
 --- Runs a shell command; returns its output and exit status.
 function H.run(cmd)
   local p = assert(io.popen(cmd .. " 2>&1; echo \"__rc=$?\""))

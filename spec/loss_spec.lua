@@ -6,18 +6,7 @@ local H = require "spec.helper"
 
 local loss = acq.loss
 
--- Autograd gradient of f() with respect to x (float64) against central
--- finite differences.
-local function gradcheck(f, x, what, tol)
-  x:requires_grad_(true)
-  x:zero_grad(true)
-  f():backward()
-  local g = x:grad():clone()
-  x:zero_grad(true)
-  local n = H.numgrad(f, x)
-  H.close(g, n, tol or 1e-6, 1e-9, what)
-  return g, n
-end
+local gradcheck = H.gradcheck
 
 describe("losses against the reference", function()
   local G = H.golden()

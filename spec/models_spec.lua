@@ -6,16 +6,10 @@ local H = require "spec.helper"
 
 local G = H.golden()
 
--- eq. (3) written out in tensor ops, to check the backbone output the
--- attention map is computed from: sum over channels of A^2, min-max
--- normalised per sample (range clamped at 1e-12).
-local function attention(A)
-  local n = A:shape()[1]
-  local m = (A * A):sum(1)
-  local flat = m:view(n, -1)
-  local lo, hi = flat:amin(1, true), flat:amax(1, true)
-  return ((flat - lo) / (hi - lo):clamp(1e-12)):view(m:shape())
-end
+-- The backbone output is checked through eq. (3) (acq.attention, itself
+-- checked in loss_spec), and the recorded BN statistics through the
+-- per-layer terms of eq. (6) (acq.loss.bns).
+local attention = acq.attention
 
 describe("ResNet-20 F with the reference weights", function()
   local F = H.golden_fp()
@@ -56,16 +50,10 @@ describe("ResNet-20 F with the reference weights", function()
     assert.same(expect, names)
     -- the per-layer terms of eq. (6), variance form, from the recorded
     -- mean and biased variance: a wrong axis or the unbiased variance fails
-    local terms = {}
-    for i, s in ipairs(aux.stats) do
-      terms[i] = ((s.mean - s.running_mean) ^ 2):sum():item() + ((s.var - s.running_var) ^ 2):sum():item()
-    end
+    local _, terms = acq.loss.bns(aux.stats)
     H.rel(terms, G["loss.L_BNS_layers"], 1e-5, "L_BNS_layers")
     local _, aux2 = F:forward(x, { bn = "batch", stats = true })
-    local pen = {}
-    for i, s in ipairs(aux2.stats) do
-      pen[i] = ((s.mean - s.running_mean) ^ 2):sum():item() + ((s.var - s.running_var) ^ 2):sum():item()
-    end
+    local _, pen = acq.loss.bns(aux2.stats)
     H.rel(pen, G["loss.Pen_BNS_layers"], 1e-5, "Pen_BNS_layers")
   end)
 

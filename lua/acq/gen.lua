@@ -107,7 +107,7 @@ local function run_body(G, h, y, from)
   return G.net:forward(h, { bn = "train", from = from, labels = y })
 end
 
-local function check_labels(G, z, y, p)
+local function check_labels(z, y, p)
   local B = z:size(0)
   if y:size(0) ~= B then
     error(("generator: %d labels for %d noise vectors"):format(y:size(0), B), 3)
@@ -129,7 +129,7 @@ function gen.gdfq(opts)
   for _, l in ipairs(body_layers(s, false)) do ch[#ch + 1] = l end
   local G = new(s, ch)
   function G.condition(G, z, y)
-    check_labels(G, z, y)
+    check_labels(z, y)
     return G.net.label_emb(y) * z
   end
   function G.body(G, h) return run_body(G, h, nil, "l1") end
@@ -154,7 +154,7 @@ function gen.acq(opts)
   local G = new(s, ch)
   function G.position(G, p) return G.net.pos_emb(p) end
   function G.condition(G, z, y, p)
-    check_labels(G, z, y, p)
+    check_labels(z, y, p)
     return (G.net.label_emb(y) + z) * G:position(p) -- eq. (11)
   end
   function G.body(G, h) return run_body(G, h, nil, "l1") end
@@ -193,7 +193,7 @@ function gen.fusion(opts)
     return gen.position_matrix(p, G.grid[1], G.grid[2], G.smoothing, dtype)
   end
   function G.condition(G, z, y, p)
-    check_labels(G, z, y, p)
+    check_labels(z, y, p)
     local f = G.net:forward(z, { from = "l1", to = "view" }) -- f = Linear(z)
     local f1 = acq.adaptive_max_pool2d(f, G.grid)
     local f2 = acq.adaptive_avg_pool2d(f, G.grid)

@@ -10,6 +10,11 @@ local acq = require "acq"
 
 local image = {}
 
+-- float [C,H,W] in [0, 1] -> uint8 [H,W,C]
+local function to_u8(chw)
+  return (chw * 255):round():clamp(0, 255):to("u8"):permute(1, 2, 0):contiguous()
+end
+
 --- Scales each image of x [N,C,H,W] to [0, 1] by its own min and max
 -- (normalize = "each"), or all of them together ("all"); "none" clamps.
 function image.unit(x, normalize)
@@ -43,7 +48,7 @@ function image.grid(x, opts)
       local r, c = i // nrow, i % nrow
       canvas:narrow(1, pad + r * (H + pad), H):narrow(2, pad + c * (W + pad), W):copy_(u[i])
     end
-    return (canvas * 255):round():clamp(0, 255):to("u8"):permute(1, 2, 0):contiguous()
+    return to_u8(canvas)
   end)
 end
 
@@ -74,9 +79,7 @@ end
 -- [C,H,W] in [0, 1].
 function image.save(path, pic)
   if pic:dtype() ~= "u8" then
-    pic = acq.no_grad(function()
-      return (pic:detach():float() * 255):round():clamp(0, 255):to("u8"):permute(1, 2, 0):contiguous()
-    end)
+    pic = acq.no_grad(function() return to_u8(pic:detach():float()) end)
   end
   acq.write_png(path, pic)
 end

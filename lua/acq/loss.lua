@@ -101,13 +101,15 @@ function loss.g_objective(F, batch, coef)
   if ad and not (x2 and batch.z1 and batch.z2) then
     error("g_objective: gamma ~= 0 (L_AD) needs the paired groups x2, z1, z2", 2)
   end
-  local bns_opts = { form = coef.bns_form, reduction = coef.bns_reduction }
+  local function bns(stats, what)
+    return loss.bns(stats, { form = coef.bns_form, reduction = coef.bns_reduction, what = what })
+  end
   local T, extra = {}, {}
 
   local le, ae = F:forward(x, { bn = "eval", stats = alpha ~= 0, features = cacm })
   extra.logits_eval = le
   T.L_CE = loss.ce(le, yy)
-  if alpha ~= 0 then T.L_BNS = loss.bns(ae.stats, bns_opts) end
+  if alpha ~= 0 then T.L_BNS = bns(ae.stats, "L_BNS") end
   if cacm then
     extra.att_eval = acq.attention(ae.features)
     T.L_CACM, extra.cacm_m = loss.cacm(extra.att_eval, pp, { eps = coef.eps_cacm })
@@ -118,12 +120,11 @@ function loss.g_objective(F, batch, coef)
       { form = coef.ad_form })
   end
   local pen_c = cacm and pen_cacm ~= 0
-  if pen_ce ~= 0 or (alpha ~= 0 and pen_bns ~= 0) or pen_c then
-    local lt, at = F:forward(x, { bn = "batch", stats = alpha ~= 0 and pen_bns ~= 0, features = pen_c })
+  local pen_b = alpha ~= 0 and pen_bns ~= 0
+  if pen_ce ~= 0 or pen_b or pen_c then
+    local lt, at = F:forward(x, { bn = "batch", stats = pen_b, features = pen_c })
     if pen_ce ~= 0 then T.Pen_CE = loss.ce(lt, yy, { what = "Pen_CE" }) end
-    if alpha ~= 0 and pen_bns ~= 0 then
-      T.Pen_BNS = loss.bns(at.stats, { form = coef.bns_form, reduction = coef.bns_reduction, what = "Pen_BNS" })
-    end
+    if pen_b then T.Pen_BNS = bns(at.stats, "Pen_BNS") end
     if pen_c then
       extra.att_train = acq.attention(at.features)
       T.Pen_CACM = loss.penalty_cacm(extra.att_train, extra.att_eval, { eps = coef.eps_pen })

@@ -535,7 +535,7 @@ int acq_weighted_sum(atc_status *st, const char *what, const atc_tensor *const *
                      const char *const *names, const double *w, int n, atc_tensor **out) {
   scope s = {0};
   int rc = ATC_OK;
-  atc_tensor *acc = NULL;
+  atc_tensor **acc = NULL; /* the running sum's slot */
   what = what ? what : "objective";
   for (int i = 0; i < n; i++) {
     if (!terms[i]) continue;
@@ -555,16 +555,15 @@ int acq_weighted_sum(atc_status *st, const char *what, const atc_tensor *const *
     R(atc_binary_scalar(st, ATC_MUL, terms[i], D(w[i]), 0, wt));
     if (acc) {
       atc_tensor **sum = slot(&s);
-      R(atc_binary(st, ATC_ADD, acc, *wt, sum));
-      acc = *sum;
+      R(atc_binary(st, ATC_ADD, *acc, *wt, sum));
+      acc = sum;
     } else {
-      acc = *wt;
+      acc = wt;
     }
     if (s.n > SCOPE_MAX - 4) BAD("too many terms");
   }
   if (!acc) BAD("no terms");
-  for (int i = 0; i < s.n; i++)
-    if (s.t[i] == acc) *out = take(&s.t[i]);
+  *out = take(acc);
 out:
   return finish(st, &s, what, rc);
 }

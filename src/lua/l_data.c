@@ -313,14 +313,10 @@ static int l_write_file(lua_State *L) {
 }
 
 void acqL_open_data(lua_State *L, int module) {
-  lua_pushcfunction(L, l_write_png);
-  lua_setfield(L, module, "write_png");
-  lua_pushcfunction(L, l_write_file);
-  lua_setfield(L, module, "write_file");
-  lua_pushcfunction(L, l_read_file);
-  lua_setfield(L, module, "read_file");
-  lua_pushcfunction(L, l_frombytes);
-  lua_setfield(L, module, "frombytes");
+  static const luaL_Reg top[] = {
+    {"write_png", l_write_png}, {"write_file", l_write_file}, {"read_file", l_read_file},
+    {"frombytes", l_frombytes}, {NULL, NULL}};
+  acqL_setfuncs(L, module, top);
   static const luaL_Reg fns[] = {
     {"load", l_st_load}, {"header", l_st_header}, {"save", l_st_save}, {NULL, NULL}};
   lua_newtable(L);

@@ -110,26 +110,21 @@ static int adaptive(lua_State *L, int is_max) {
 static int l_adaptive_avg_pool2d(lua_State *L) { return adaptive(L, 0); }
 static int l_adaptive_max_pool2d(lua_State *L) { return adaptive(L, 1); }
 
-/* acq.upsample_nearest2d(x, size) with size = n or {h, w} */
-static int l_upsample_nearest2d(lua_State *L) {
+/* acq.upsample_nearest2d(x, size) and acq.upsample_bilinear2d(x, size)
+ * with size = n or {h, w} */
+static int upsample(lua_State *L, int bilinear) {
   atc_tensor *x = acqL_checktensor(L, 1);
   int64_t size[2];
   acqL_checkpair(L, 2, "output size", 0, size);
   atc_status st;
   acqL_Tensor *r = acqL_newtensor(L);
-  if (atc_upsample_nearest2d(&st, x, size, &r->h)) return acqL_fail(L, "upsample_nearest2d", &st);
+  int rc = bilinear ? atc_upsample_bilinear2d(&st, x, size, &r->h)
+                    : atc_upsample_nearest2d(&st, x, size, &r->h);
+  if (rc) return acqL_fail(L, bilinear ? "upsample_bilinear2d" : "upsample_nearest2d", &st);
   return acqL_done(L, r);
 }
-
-static int l_upsample_bilinear2d(lua_State *L) {
-  atc_tensor *x = acqL_checktensor(L, 1);
-  int64_t size[2];
-  acqL_checkpair(L, 2, "output size", 0, size);
-  atc_status st;
-  acqL_Tensor *r = acqL_newtensor(L);
-  if (atc_upsample_bilinear2d(&st, x, size, &r->h)) return acqL_fail(L, "upsample_bilinear2d", &st);
-  return acqL_done(L, r);
-}
+static int l_upsample_nearest2d(lua_State *L) { return upsample(L, 0); }
+static int l_upsample_bilinear2d(lua_State *L) { return upsample(L, 1); }
 
 static int softmax(lua_State *L, int log) {
   atc_tensor *x = acqL_checktensor(L, 1);

@@ -44,49 +44,39 @@ static int l_generator(lua_State *L) {
   return 1;
 }
 
-static int l_generator_seed(lua_State *L) {
-  atc_generator **p = (atc_generator **)luaL_checkudata(L, 1, ACQ_GENERATOR_MT);
-  atc_status st;
-  if (!*p) luaL_error(L, "attempt to use a freed generator");
-  if (atc_generator_seed(&st, *p, checkseed(L, 2))) return acqL_fail(L, "seed", &st);
-  return 0;
-}
-
-static atc_generator *optgen(lua_State *L, int idx) {
-  if (lua_isnoneornil(L, idx)) return NULL; /* the default CPU generator */
+static atc_generator *checkgen(lua_State *L, int idx) {
   atc_generator **p = (atc_generator **)luaL_checkudata(L, idx, ACQ_GENERATOR_MT);
   if (!*p) luaL_error(L, "attempt to use a freed generator");
   return *p;
 }
 
-/* g:state() / acq.rng_state() -> uint8 tensor: the whole generator state
- * (of g, or of the default CPU generator), for checkpoints. */
-static int l_rng_state(lua_State *L) {
-  atc_generator *g = optgen(L, 1);
+static int l_generator_seed(lua_State *L) {
+  atc_generator *g = checkgen(L, 1);
+  atc_status st;
+  if (atc_generator_seed(&st, g, checkseed(L, 2))) return acqL_fail(L, "seed", &st);
+  return 0;
+}
+
+/* The whole state of g (NULL: the default CPU generator) as a uint8
+ * tensor, for checkpoints; set_state restores it exactly. */
+static int get_state(lua_State *L, atc_generator *g, const char *op) {
   acqL_Tensor *b = acqL_newtensor(L);
   atc_status st;
-  if (atc_generator_get_state(&st, g, &b->h)) return acqL_fail(L, "rng_state", &st);
+  if (atc_generator_get_state(&st, g, &b->h)) return acqL_fail(L, op, &st);
   return acqL_done(L, b);
 }
 
-/* g:set_state(t) / acq.set_rng_state(t) restores it exactly. */
-static int l_set_rng_state_g(lua_State *L) {
-  atc_generator *g = optgen(L, 1);
+static int set_state(lua_State *L, atc_generator *g, int idx, const char *op) {
   atc_status st;
-  if (atc_generator_set_state(&st, g, acqL_checktensor(L, 2))) return acqL_fail(L, "set_state", &st);
+  if (atc_generator_set_state(&st, g, acqL_checktensor(L, idx))) return acqL_fail(L, op, &st);
   return 0;
 }
 
-static int l_set_rng_state(lua_State *L) {
-  atc_status st;
-  if (atc_generator_set_state(&st, NULL, acqL_checktensor(L, 1))) return acqL_fail(L, "set_rng_state", &st);
-  return 0;
-}
-
-static int l_default_rng_state(lua_State *L) {
-  lua_settop(L, 0);
-  return l_rng_state(L);
-}
+/* g:state() / g:set_state(t) and acq.rng_state() / acq.set_rng_state(t) */
+static int l_state(lua_State *L) { return get_state(L, checkgen(L, 1), "state"); }
+static int l_set_state(lua_State *L) { return set_state(L, checkgen(L, 1), 2, "set_state"); }
+static int l_rng_state(lua_State *L) { return get_state(L, NULL, "rng_state"); }
+static int l_set_rng_state(lua_State *L) { return set_state(L, NULL, 1, "set_rng_state"); }
 
 static int l_set_num_threads(lua_State *L) {
   atc_status st;
@@ -149,7 +139,7 @@ static int l_isatty(lua_State *L) {
 static const luaL_Reg functions[] = {
     {"clock", l_clock},
     {"isatty", l_isatty},
-    {"rng_state", l_default_rng_state},
+    {"rng_state", l_rng_state},
     {"set_rng_state", l_set_rng_state},
     {"manual_seed", l_manual_seed},
     {"generator", l_generator},
@@ -172,9 +162,9 @@ void acqL_open_runtime(lua_State *L, int module) {
     lua_setfield(L, -2, "seed");
     lua_pushcfunction(L, l_generator_free);
     lua_setfield(L, -2, "free");
-    lua_pushcfunction(L, l_rng_state);
+    lua_pushcfunction(L, l_state);
     lua_setfield(L, -2, "state");
-    lua_pushcfunction(L, l_set_rng_state_g);
+    lua_pushcfunction(L, l_set_state);
     lua_setfield(L, -2, "set_state");
     lua_setfield(L, -2, "__index");
   }
