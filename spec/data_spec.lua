@@ -115,6 +115,22 @@ describe("loader and accuracy", function()
     assert.same({ 0, 1, 2 }, s)
   end)
 
+  it("shuffles in torch.randperm's order, and a generator makes epochs differ", function()
+    -- torch.randperm(10, generator=torch.Generator().manual_seed(3)) in PyTorch 1.13
+    assert.same({ 6, 0, 3, 7, 8, 5, 1, 9, 2, 4 }, acq.randperm(10, { generator = acq.generator(3) }):totable())
+    local g = acq.generator(3)
+    local function epoch()
+      local ys = {}
+      for _, y in acq.data.loader(ds, { batch_size = 3, shuffle = true, generator = g }) do ys = y:totable() end
+      return table.concat(ys, ",")
+    end
+    local seen = {}
+    for _ = 1, 8 do seen[epoch()] = true end
+    local k = 0
+    for _ in pairs(seen) do k = k + 1 end
+    assert.is_true(k > 1)
+  end)
+
   it("counts top-1 and top-5 by hand", function()
     -- a linear "model" on the 2 pixels: logits = W x, 6 classes
     local lin = acq.nn.linear(2, 6, { bias = false })

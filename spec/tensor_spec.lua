@@ -142,6 +142,13 @@ describe("views and shape operations", function()
     assert.equal(1 * 12 + 2 * 4 + 3, c[3][1][2]:item())
   end)
 
+  it("flip reverses the listed axes only", function()
+    assert.same({{2, 1, 0}, {5, 4, 3}}, t:flip{1}:totable())
+    assert.same({{3, 4, 5}, {0, 1, 2}}, t:flip{0}:totable())
+    assert.same({{5, 4, 3}, {2, 1, 0}}, t:flip(0, 1):totable())
+    assert.matches("flip", H.fails(t.flip, t, {2}))
+  end)
+
   it("cat and stack join along a dimension", function()
     assert.same({{0, 1, 2}, {3, 4, 5}, {0, 1, 2}, {3, 4, 5}}, acq.cat({t, t}):totable())
     assert.same({{0, 1, 2, 0, 1, 2}, {3, 4, 5, 3, 4, 5}}, acq.cat({t, t}, 1):totable())

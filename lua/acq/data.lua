@@ -128,23 +128,16 @@ function D.normalize(ds, images)
 end
 
 --- Iterates over (x, y) batches: for x, y in acq.data.loader(ds, {...}) do.
--- batch_size (256), shuffle (false) with seed (0) for a fixed order,
+-- batch_size (256), shuffle (false) with generator (an acq.generator, so
+-- successive epochs differ) or seed (0) for a fixed order,
 -- drop_last (false), transform: function(x) -> x on each float batch.
 function D.loader(ds, o)
   o = o or {}
   local bs = o.batch_size or 256
   local n = ds.images:shape()[1]
   local order
-  if o.shuffle then
-    local idx = {}
-    for i = 1, n do idx[i] = i - 1 end
-    local seed = o.seed or 0
-    math.randomseed(seed)
-    for i = n, 2, -1 do
-      local j = math.random(i)
-      idx[i], idx[j] = idx[j], idx[i]
-    end
-    order = acq.tensor(idx, { dtype = "i64" })
+  if o.shuffle then -- torch.randperm's order for the same seed
+    order = acq.randperm(n, { generator = o.generator or acq.generator(o.seed or 0) })
   end
   local start = 0
   return function()

@@ -392,6 +392,18 @@ static int l_randint(lua_State *L) {
   return finish_created(L, b, opts, "randint");
 }
 
+/* acq.randperm(n, {generator, device}): a random permutation of 0..n-1. */
+static int l_randperm(lua_State *L) {
+  int64_t n = checkint(L, 1, "randperm n");
+  int opts = opts_at(L, 2);
+  atc_device dev = acqL_optdevice(L, opts);
+  atc_generator *g = optgenerator(L, opts);
+  acqL_Tensor *b = acqL_newtensor(L);
+  atc_status st;
+  if (atc_randperm(&st, n, dev, g, &b->h)) return acqL_fail(L, "randperm", &st);
+  return acqL_done(L, b);
+}
+
 /* ---- from a Lua table --------------------------------------------------- */
 
 enum { K_NONE, K_BOOL, K_INT, K_FLOAT };
@@ -831,6 +843,7 @@ static int l_reshape(lua_State *L) { return with_sizes(L, atc_reshape, "reshape"
 static int l_permute(lua_State *L) { return with_sizes(L, atc_permute, "permute"); }
 static int l_expand(lua_State *L) { return with_sizes(L, atc_expand, "expand"); }
 static int l_repeat(lua_State *L) { return with_sizes(L, atc_repeat, "repeat"); }
+static int l_flip(lua_State *L) { return with_sizes(L, atc_flip, "flip"); }
 
 static int l_transpose(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
@@ -1068,7 +1081,7 @@ static const luaL_Reg methods[] = {
     {"double", l_double},      {"long", l_long},
     {"bool", l_bool},          {"cpu", l_cpu},
     {"cuda", l_cuda},          {"view", l_view},
-    {"reshape", l_reshape},    {"permute", l_permute},
+    {"reshape", l_reshape},    {"permute", l_permute},    {"flip", l_flip},
     {"expand", l_expand},      {"repeat_", l_repeat},
     {"transpose", l_transpose}, {"squeeze", l_squeeze},
     {"unsqueeze", l_unsqueeze}, {"flatten", l_flatten},
@@ -1083,7 +1096,7 @@ static const luaL_Reg methods[] = {
 static const luaL_Reg functions[] = {
     {"tensor", l_tensor}, {"zeros", l_zeros},     {"ones", l_ones},
     {"empty", l_empty},   {"full", l_full},       {"arange", l_arange},
-    {"randn", l_randn},   {"rand", l_rand},       {"randint", l_randint},
+    {"randn", l_randn},   {"rand", l_rand},       {"randint", l_randint}, {"randperm", l_randperm},
     {"cat", l_cat},       {"stack", l_stack},     {"where", l_where},
     {NULL, NULL}};
 

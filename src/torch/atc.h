@@ -114,6 +114,9 @@ ATC_API int atc_rand(atc_status *st, const int64_t *sizes, int ndim,
 ATC_API int atc_randint(atc_status *st, int64_t low, int64_t high,
                         const int64_t *sizes, int ndim, atc_dtype dt,
                         atc_device dev, atc_generator *gen, atc_tensor **out);
+/* A random permutation of 0..n-1 (int64), from gen (NULL: the default). */
+ATC_API int atc_randperm(atc_status *st, int64_t n, atc_device dev,
+                         atc_generator *gen, atc_tensor **out);
 /* Copies ndim-shaped, C-contiguous data of dtype dt into a new CPU tensor. */
 ATC_API int atc_from_buffer(atc_status *st, const void *data,
                             const int64_t *sizes, int ndim, atc_dtype dt,
@@ -139,6 +142,9 @@ ATC_API int atc_reshape(atc_status *st, const atc_tensor *t,
                         const int64_t *sizes, int ndim, atc_tensor **out);
 ATC_API int atc_permute(atc_status *st, const atc_tensor *t,
                         const int64_t *dims, int ndim, atc_tensor **out);
+/* Reverses the order of elements along the dims listed. */
+ATC_API int atc_flip(atc_status *st, const atc_tensor *t, const int64_t *dims,
+                     int ndim, atc_tensor **out);
 ATC_API int atc_transpose(atc_status *st, const atc_tensor *t, int64_t d0,
                           int64_t d1, atc_tensor **out);
 ATC_API int atc_expand(atc_status *st, const atc_tensor *t,

@@ -12,6 +12,8 @@
 #include <ATen/ops/masked_fill.h>
 #include <ATen/ops/rand.h>
 #include <ATen/ops/randint.h>
+#include <ATen/ops/randperm.h>
+#include <ATen/ops/flip.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/scatter.h>
 #include <ATen/ops/stack.h>
@@ -178,6 +180,14 @@ int atc_randint(atc_status *st, int64_t low, int64_t high,
   ATC_END(st)
 }
 
+int atc_randperm(atc_status *st, int64_t n, atc_device dev, atc_generator *g,
+                 atc_tensor **out) {
+  ATC_TRY
+  if (n < 0) arg_error("randperm: n must be >= 0, got " + std::to_string(n));
+  put(out, at::randperm(n, gen(g), options(ATC_I64, dev)));
+  ATC_END(st)
+}
+
 int atc_from_buffer(atc_status *st, const void *data, const int64_t *sizes,
                     int ndim, atc_dtype dt, atc_tensor **out) {
   ATC_TRY
@@ -269,6 +279,13 @@ int atc_permute(atc_status *st, const atc_tensor *h, const int64_t *d,
                 int ndim, atc_tensor **out) {
   ATC_TRY
   put(out, T(h).permute(dims(d, ndim)));
+  ATC_END(st)
+}
+
+int atc_flip(atc_status *st, const atc_tensor *h, const int64_t *d, int ndim,
+             atc_tensor **out) {
+  ATC_TRY
+  put(out, T(h).flip(dims(d, ndim)));
   ATC_END(st)
 }
 
