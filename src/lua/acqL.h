@@ -79,6 +79,7 @@ void acqL_open_autograd(lua_State *L, int methods, int module);
 void acqL_open_optim(lua_State *L, int module);
 void acqL_open_runtime(lua_State *L, int module);
 void acqL_open_data(lua_State *L, int module);
+void acqL_open_json(lua_State *L, int module);
 void acqL_open_module(lua_State *L, int module);
 void acqL_open_loss(lua_State *L, int module);
 

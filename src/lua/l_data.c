@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include "acqL.h"
@@ -312,10 +313,39 @@ static int l_write_file(lua_State *L) {
   return 0;
 }
 
+/* acq.mkdir(path): creates the folder and its missing parents (mkdir -p);
+ * an existing folder is fine. */
+static int l_mkdir(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  if (len == 0) return luaL_error(L, "mkdir: empty path");
+  char *buf = lua_newuserdatauv(L, len + 1, 0);
+  memcpy(buf, path, len + 1);
+  for (size_t i = 1; i <= len; i++) {
+    if (buf[i] != '/' && buf[i] != '\0') continue;
+    char c = buf[i];
+    buf[i] = '\0';
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+      return luaL_error(L, "mkdir: %s: %s", buf, strerror(errno));
+    buf[i] = c;
+  }
+  struct stat sb;
+  if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    return luaL_error(L, "mkdir: %s: exists and is not a folder", path);
+  return 0;
+}
+
+/* acq.isdir(path) -> true when path is an existing folder. */
+static int l_isdir(lua_State *L) {
+  struct stat sb;
+  lua_pushboolean(L, stat(luaL_checkstring(L, 1), &sb) == 0 && S_ISDIR(sb.st_mode));
+  return 1;
+}
+
 void acqL_open_data(lua_State *L, int module) {
   static const luaL_Reg top[] = {
     {"write_png", l_write_png}, {"write_file", l_write_file}, {"read_file", l_read_file},
-    {"frombytes", l_frombytes}, {NULL, NULL}};
+    {"frombytes", l_frombytes}, {"mkdir", l_mkdir}, {"isdir", l_isdir}, {NULL, NULL}};
   acqL_setfuncs(L, module, top);
   static const luaL_Reg fns[] = {
     {"load", l_st_load}, {"header", l_st_header}, {"save", l_st_save}, {NULL, NULL}};

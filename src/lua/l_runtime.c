@@ -2,6 +2,8 @@
  * l_runtime.c -- seeds, generators, threads, devices and the memory report.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <signal.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -136,7 +138,73 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
+/* ---- interrupts as a flag ------------------------------------------------
+ * A training loop cannot stop at an arbitrary Lua instruction without
+ * leaving half-updated state, so acq.catch_interrupts() swaps the SIGINT /
+ * SIGTERM handlers for one that only records the signal; the loop polls
+ * acq.interrupted() between iterations, saves and returns. A second signal
+ * while one is pending gets the default action (Ctrl-C twice kills).
+ * acq.release_interrupts() restores the previous handlers (acqlua's
+ * "interrupted!" error, or whatever the embedding program installed). */
+static volatile sig_atomic_t pending = 0;
+static struct sigaction saved[2];
+static int catching = 0;
+static const int SIGNALS[2] = {SIGINT, SIGTERM};
+
+static void on_signal(int sig) {
+  if (pending) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  pending = sig;
+}
+
+/* acq.catch_interrupts() */
+static int l_catch_interrupts(lua_State *L) {
+  (void)L;
+  if (catching) return 0;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  pending = 0;
+  for (int i = 0; i < 2; i++) sigaction(SIGNALS[i], &sa, &saved[i]);
+  catching = 1;
+  return 0;
+}
+
+/* acq.release_interrupts() */
+static int l_release_interrupts(lua_State *L) {
+  (void)L;
+  if (!catching) return 0;
+  for (int i = 0; i < 2; i++) sigaction(SIGNALS[i], &saved[i], NULL);
+  catching = 0;
+  pending = 0;
+  return 0;
+}
+
+/* acq.interrupted() -> false, or the signal's name ("SIGINT", "SIGTERM")
+ * when one arrived since catch_interrupts. */
+static int l_interrupted(lua_State *L) {
+  int sig = pending;
+  if (!sig) lua_pushboolean(L, 0);
+  else lua_pushstring(L, sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal");
+  return 1;
+}
+
+/* acq.cpu_count() -> the number of online processors. */
+static int l_cpu_count(lua_State *L) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  lua_pushinteger(L, n > 0 ? n : 1);
+  return 1;
+}
+
 static const luaL_Reg functions[] = {
+    {"cpu_count", l_cpu_count},
+    {"catch_interrupts", l_catch_interrupts},
+    {"release_interrupts", l_release_interrupts},
+    {"interrupted", l_interrupted},
     {"clock", l_clock},
     {"isatty", l_isatty},
     {"rng_state", l_rng_state},
