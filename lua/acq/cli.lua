@@ -19,8 +19,9 @@ local Spec = {}
 Spec.__index = Spec
 
 local NONE = {}
---- An option without a default value, of the given kind.
-function cli.none(kind) return setmetatable({ kind = kind or "string" }, NONE) end
+--- An option without a default value, of the given kind; `shown` is what
+-- --help prints as its default ("none" unless given).
+function cli.none(kind, shown) return setmetatable({ kind = kind or "string", shown = shown }, NONE) end
 
 local function kind_of(default)
   if getmetatable(default) == NONE then return default.kind end
@@ -35,16 +36,17 @@ function cli.new(prog, about, options)
   for _, o in ipairs(options) do
     local name, default, help = o[1], o[2], o[3]
     assert(type(name) == "string" and help, "cli.new: each option is {name, default, help}")
-    local e = { name = name, default = default, help = help, kind = kind_of(default) }
-    if getmetatable(default) == NONE then e.default = nil end
+    local e = { name = name, default = default, help = help, kind = kind_of(default),
+      flag = name:gsub("_", "-") }
+    if getmetatable(default) == NONE then e.default, e.shown = nil, default.shown end
     s.list[#s.list + 1] = e
     s.by[name] = e
   end
   return s
 end
 
-local function show(v)
-  if v == nil then return "none" end
+local function show(v, shown)
+  if v == nil then return shown or "none" end
   if type(v) == "string" then return ("%q"):format(v) end
   return tostring(v)
 end
@@ -57,15 +59,15 @@ function Spec:help()
   for i, o in ipairs(self.list) do
     local h
     if o.kind == "boolean" then
-      h = ("  --%s, --no-%s"):format(o.name, o.name)
+      h = ("  --%s, --no-%s"):format(o.flag, o.flag)
     else
-      h = ("  --%s %s"):format(o.name, o.kind == "path" and "PATH" or o.kind:upper())
+      h = ("  --%s %s"):format(o.flag, o.kind == "path" and "PATH" or o.kind:upper())
     end
     heads[i] = h
     if #h > w then w = #h end
   end
   for i, o in ipairs(self.list) do
-    lines[#lines + 1] = ("%-" .. w .. "s  %s (default: %s)"):format(heads[i], o.help, show(o.default))
+    lines[#lines + 1] = ("%-" .. w .. "s  %s (default: %s)"):format(heads[i], o.help, show(o.default, o.shown))
   end
   lines[#lines + 1] = ("%-" .. w .. "s  %s"):format("  --help", "print this and exit")
   return table.concat(lines, "\n")
@@ -86,7 +88,7 @@ local function nearest(self, name)
       end
       prev = cur
     end
-    if prev[#b] < bd then best, bd = o.name, prev[#b] end
+    if prev[#b] < bd then best, bd = o.flag, prev[#b] end
   end
   if bd <= math.max(2, #name // 3) then return best end
 end
@@ -94,11 +96,11 @@ end
 local function convert(o, v)
   if o.kind == "integer" then
     local n = math.tointeger(tonumber(v))
-    if not n then error(("--%s expects an integer, got '%s'"):format(o.name, v), 0) end
+    if not n then error(("--%s expects an integer, got '%s'"):format(o.flag, v), 0) end
     return n
   elseif o.kind == "number" then
     local n = tonumber(v)
-    if not n then error(("--%s expects a number, got '%s'"):format(o.name, v), 0) end
+    if not n then error(("--%s expects a number, got '%s'"):format(o.flag, v), 0) end
     return n
   end
   return v

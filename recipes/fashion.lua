@@ -1,0 +1,36 @@
+--- recipes/fashion.lua -- the demo: ACQ data-free quantization of a
+-- ResNet-20 on Fashion-MNIST (28x28 grey images, a 7x7 attention grid).
+--
+-- Without --weights it first trains the FP model on the Fashion-MNIST
+-- training set (cached under --fp-cache); that is the only time training
+-- data is read. Algorithm 1 then sees F and nothing else; the test set is
+-- read for evaluation only.
+--
+--   acqlua recipes/fashion.lua                 # FP training (once), ACQ w4a4
+--   acqlua recipes/fashion.lua --bits w5a5 --no-cacm --iters 2000
+local acq = require "acq"
+local recipe = require "acq.recipe"
+
+local spec = recipe.cli("recipes/fashion.lua",
+  "The Fashion-MNIST demo: train (or load) an FP ResNet-20, quantize it data-free with ACQ, report FP32 and\n"
+  .. "quantized test accuracy.", recipe.fashion_options, true,
+  { iters = 800, warmup = 100, eval_every = 200 })
+
+recipe.main(function()
+  local run = recipe.start("fashion", spec, arg)
+  local o = run.opts
+  local F, evaluate, fp_seconds = recipe.fashion(o)
+  local fp_top1 = evaluate(F)
+  print(("FP32 test accuracy %.2f%%"):format(fp_top1))
+
+  -- eq. (11)'s generator at 28x28x1: the 7x7 grid of F's last block gives 49 positions
+  local G = acq.gen.acq { classes = 10, size = 28, channels = 1 }
+  local coef = recipe.coefficients(o, "cifar10")
+  local res = run:train { F = F, G = G, coef = coef, target = "o_eval", evaluate = evaluate,
+    model = { name = "resnet20", classes = 10, in_channels = 1 } }
+  if res.interrupted then return "interrupted" end
+  run:finish { fp_top1 = fp_top1, q_top1 = res.q_top1, q_top5 = res.q_top5, bits = o.bits,
+    iters = res.iter, seconds = res.elapsed, fp_seconds = fp_seconds, export = res.export }
+  print(("FP32 %.2f%%   %s %.2f%%   (%d iterations, %s; run folder %s)"):format(fp_top1, o.bits, res.q_top1,
+    res.iter, acq.progress.hms(res.elapsed), run.dir))
+end)

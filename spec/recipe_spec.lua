@@ -1,0 +1,160 @@
+-- recipe_spec.lua -- the Algorithm 1 runner (acq.recipe) and the recipes:
+-- data-free by construction, checkpoints that resume bit for bit (after
+-- Ctrl-C and after a kill), a NaN that stops the run with a named term and
+-- iteration, and the recipes' command lines.
+local acq = require "acq"
+local H = require "spec.helper"
+local recipe = require "acq.recipe"
+
+local ACQLUA = os.getenv("ACQLUA") or "build/bin/acqlua"
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  acq.mkdir(d)
+  return d
+end
+
+local function rows_of(path)
+  local rows = {}
+  for line in io.lines(path) do rows[#rows + 1] = acq.json.decode(line) end
+  return rows
+end
+
+-- metrics without the wall-clock fields
+local function strip(rows)
+  for _, r in ipairs(rows) do r.sec_per_iter, r.elapsed = nil, nil end
+  return rows
+end
+
+-- A run small enough for CI: ResNet-20 on 1x16x16 (a 4x4 attention grid,
+-- 16 positions), 4 classes, 4 samples per group.
+local function tiny(dir, args, hooks)
+  hooks = hooks or {}
+  local spec = recipe.cli("t", "a tiny run", {}, true)
+  local a = { "--out", dir, "--iters", "6", "--warmup", "2", "--batch", "4", "--log-every", "1",
+    "--ckpt-every", "2", "--sample-every", "3", "--threads", "1", "--lr-q", "0.01" }
+  for _, v in ipairs(args or {}) do a[#a + 1] = v end
+  local run = recipe.start("tiny", spec, a)
+  acq.manual_seed(1)
+  local F = acq.models.resnet20 { classes = 4, in_channels = 1 }
+  acq.no_grad(function() -- BN statistics that are not the (0, 1) defaults
+    for k, t in pairs((F:state_dict())) do
+      if k:match("running_mean$") then t:copy_(acq.randn(t:shape()) * 0.1) end
+      if k:match("running_var$") then t:copy_(acq.rand(t:shape()) + 0.5) end
+    end
+  end)
+  local G = acq.gen.acq { classes = 4, size = 16, channels = 1 }
+  if hooks.G then G = hooks.G(G) end
+  return run:train { F = F, G = G, coef = recipe.coefficients(run.opts, "cifar10"), evaluate = hooks.evaluate,
+    model = { name = "resnet20", classes = 4, in_channels = 1 } }, run
+end
+
+describe("acq.recipe: Algorithm 1", function()
+  it("runs without any dataset: every reader raises, evaluation gets data only through its argument", function()
+    local saved = {}
+    local readers = { "fashion_mnist", "cifar", "read_idx", "loader", "normalize" }
+    for _, k in ipairs(readers) do
+      saved[k] = acq.data[k]
+      acq.data[k] = function() error("the training loop opened a dataset (acq.data." .. k .. ")") end
+    end
+    local saved_read = acq.read_file
+    acq.read_file = function(p) error("the training loop read a file: " .. tostring(p)) end
+    local dir = tmpdir()
+    local evaluated = {}
+    local ok, res = pcall(tiny, dir, {}, { evaluate = function(Q)
+      evaluated[#evaluated + 1] = Q
+      return 12.5, 50
+    end })
+    for _, k in ipairs(readers) do acq.data[k] = saved[k] end
+    acq.read_file = saved_read
+    assert(ok, tostring(res))
+    assert.equal(6, res.iter)
+    assert.equal(1, #evaluated)          -- at the end only (eval_every 0)
+    assert.equal(res.Q, evaluated[1])     -- the quantized model, nothing else
+    local rows = rows_of(dir .. "/metrics.jsonl")
+    assert.equal(6, #rows)
+    assert.equal("warmup", rows[2].phase)
+    assert.is_nil(rows[2].L_Q)            -- warm-up: Q only calibrates
+    assert.equal("train", rows[3].phase)
+    assert.is_number(rows[3].L_Q)
+    for _, k in ipairs { "L_CE", "Pen_CE", "L_BNS", "Pen_BNS", "L_CACM", "Pen_CACM", "L_AD", "cacm_m" } do
+      assert.is_number(rows[6][k], k)
+    end
+    assert.equal(12.5, rows[6].q_top1)
+    for _, f in ipairs { "options.json", "checkpoint.safetensors", "samples/iter_000000.png", "samples/iter_000003.png",
+                         "samples/iter_000006.png", "losses.png", "q_w4a4.safetensors" } do
+      assert.is_true(recipe.exists(dir .. "/" .. f), f)
+    end
+    -- the exported model reloads and computes what Q computes
+    local Qx, meta = acq.export.load(dir .. "/q_w4a4.safetensors")
+    assert.equal("w4a4", meta.spec)
+    local x = acq.randn(3, 1, 16, 16)
+    H.close(Qx:forward(x, { bn = "eval" }), res.Q:forward(x, { bn = "eval" }), 1e-4, 1e-5)
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  it("Table 6's ablations switch terms off, and the options reach the coefficients", function()
+    local spec = recipe.cli("t", "t", {}, true)
+    local o = spec:parse { "--no-cacm", "--no-penalty", "--alpha", "0.1", "--bns-reduction", "mean" }
+    local c = recipe.coefficients(o, "cifar10")
+    assert.equal(0, c.beta)
+    assert.equal(1, c.gamma)
+    assert.same({ 0, 0, 0 }, { c.pen_ce, c.pen_bns, c.pen_cacm })
+    assert.equal(0.1, c.alpha)
+    assert.equal("mean", c.bns_reduction)
+    assert.equal(0, recipe.coefficients(spec:parse { "--no-ad" }, "cifar10").gamma)
+    assert.same(acq.loss.coefficients("imagenet").alpha, recipe.coefficients(spec:parse {}, "imagenet").alpha)
+  end)
+
+  it("an interrupted run resumes bit for bit", function()
+    local a, b = tmpdir(), tmpdir()
+    local ra = tiny(a)
+    -- the same run, interrupted by SIGTERM during iteration 3
+    local calls = 0
+    local rb = tiny(b, {}, { G = function(G)
+      local fwd = G.forward
+      G.forward = function(self, z, ...)
+        if z:size(0) == 4 then calls = calls + 1 end -- training calls only (pictures draw 16)
+        if calls == 5 and z:size(0) == 4 then os.execute("kill -TERM $PPID") end -- 2 calls per iteration
+        return fwd(self, z, ...)
+      end
+      return setmetatable(G, { __index = getmetatable(G).__index, __call = G.forward })
+    end })
+    assert.is_true(rb.interrupted)
+    assert.equal(3, rb.iter)
+    assert.equal(3, #rows_of(b .. "/metrics.jsonl"))
+    local _, meta = acq.safetensors.load(b .. "/checkpoint.safetensors")
+    assert.equal("3", meta.iter)
+    local rc = tiny(b, { "--resume", b })
+    assert.is_nil(rc.interrupted)
+    assert.same(strip(rows_of(a .. "/metrics.jsonl")), strip(rows_of(b .. "/metrics.jsonl")))
+    local qa, qb = ra.Q:state_dict(), rc.Q:state_dict()
+    for k, t in pairs(qa) do assert.is_true(t:equal(qb[k]), k) end
+    os.execute("rm -rf '" .. a .. "' '" .. b .. "'")
+  end)
+
+  it("a NaN stops the run naming the term and the iteration; the last good checkpoint survives", function()
+    local dir = tmpdir()
+    local calls = 0
+    local err = H.fails(tiny, dir, {}, { G = function(G)
+      local fwd = G.forward
+      G.forward = function(self, z, ...)
+        local x = fwd(self, z, ...)
+        if z:size(0) == 4 then calls = calls + 1 end
+        if calls == 9 and z:size(0) == 4 then x = x * (0 / 0) end -- iteration 5
+        return x
+      end
+      return setmetatable(G, { __index = getmetatable(G).__index, __call = G.forward })
+    end })
+    assert.matches("stopped at iteration 5: L_CE: .*NaN", err)
+    assert.matches("last checkpoint %(.*checkpoint.safetensors%) is intact", err)
+    local t, meta = acq.safetensors.load(dir .. "/checkpoint.safetensors")
+    assert.equal("4", meta.iter)
+    for k, v in pairs(t) do
+      if v:dtype() == "f32" then assert.is_true(v:isfinite():all():item(), k) end
+    end
+    assert.equal(4, #rows_of(dir .. "/metrics.jsonl"))
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)
