@@ -158,3 +158,105 @@ describe("acq.recipe: Algorithm 1", function()
     os.execute("rm -rf '" .. dir .. "'")
   end)
 end)
+
+describe("recipes from the command line", function()
+  local function acqlua(args)
+    return H.run(ACQLUA .. " " .. args)
+  end
+
+  it("--help lists the options of each recipe", function()
+    for _, r in ipairs { "acq_cifar", "acq_imagenet", "fashion", "gdfq" } do
+      local out, rc = acqlua("recipes/" .. r .. ".lua --help")
+      assert.equal(0, rc, out)
+      assert.matches("usage: acqlua recipes/" .. r .. ".lua %[options%]", out)
+      assert.matches("%-%-iters INTEGER", out)
+      assert.matches("%-%-resume PATH", out)
+    end
+    assert.matches("%-%-no%-cacm", (acqlua("recipes/acq_imagenet.lua --help")))
+    assert.matches("%-%-val PATH", (acqlua("recipes/acq_imagenet.lua --help")))
+  end)
+
+  it("a missing --weights or --val, or a bad option, is one line naming it", function()
+    local cases = {
+      { "recipes/acq_imagenet.lua --weights /nonexistent/r18.safetensors", "%-%-weights /nonexistent/r18.safetensors: no such file" },
+      { "recipes/acq_imagenet.lua --val /nonexistent/val", "%-%-val /nonexistent/val: no such file" },
+      { "recipes/acq_cifar.lua --val /nonexistent/cifar", "%-%-val /nonexistent/cifar: no such folder" },
+      { "recipes/acq_cifar.lua --iter 3", "unknown option %-%-iter, did you mean %-%-iters%?" },
+      { "recipes/fashion.lua --data /nonexistent/fm", "%-%-data /nonexistent/fm: fashion%-mnist: /nonexistent/fm/t10k%-images" },
+      { "recipes/acq_cifar.lua --warmup 0", "%-%-warmup must be in %[1, %-%-iters%)" },
+    }
+    for _, c in ipairs(cases) do
+      local out, rc = acqlua(c[1] .. " --out /tmp/acq_spec_unused")
+      assert.equal(2, rc, c[1] .. "\n" .. out)
+      assert.matches(c[2], out)
+      local _, lines = out:gsub("\n", "")
+      assert.equal(1, lines, "one line expected:\n" .. out)
+    end
+    -- a corrupt weights file: one line naming the file
+    local bad = os.tmpname()
+    H.write_file(bad, "not a safetensors file")
+    local out, rc = acqlua("recipes/acq_cifar.lua --weights " .. bad .. " --out /tmp/acq_spec_unused")
+    assert.equal(2, rc, out)
+    assert.matches("%-%-weights " .. bad:gsub("%p", "%%%0") .. ": ", out)
+    os.remove(bad)
+    os.execute("rm -rf /tmp/acq_spec_unused")
+  end)
+
+  it("acq_imagenet runs an iteration on random weights (fusion generator at 224x224)", function()
+    local dir = tmpdir()
+    local out, rc = acqlua(("recipes/acq_imagenet.lua --iters 2 --warmup 1 --batch 2 --log-every 1 --out %s"):format(dir))
+    assert.equal(0, rc, out)
+    assert.matches("done in", out)
+    local rows = rows_of(dir .. "/metrics.jsonl")
+    assert.equal(2, #rows)
+    assert.is_number(rows[2].L_Q)
+    assert.is_number(rows[2].L_AD)
+    assert.is_true(recipe.exists(dir .. "/q_w4a4.safetensors"))
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  -- Starts a recipe in the background, waits until its metrics log has
+  -- `lines` lines, sends `signal`, and waits for it; returns the exit status.
+  local function run_and_kill(args, dir, lines, signal)
+    local log = dir .. ".log"
+    local out = H.run(("%s %s --out %s > %s 2>&1 & pid=$!; "
+      .. "while [ \"$(cat %s/metrics.jsonl 2>/dev/null | wc -l)\" -lt %d ]; do "
+      .. "kill -0 $pid 2>/dev/null || break; sleep 0.02; done; kill -%s $pid; wait $pid; echo rc=$?")
+      :format(ACQLUA, args, dir, log, dir, lines, signal))
+    return tonumber(out:match("rc=(%d+)")), H.read_file(log)
+  end
+
+  it("Ctrl-C stops within an iteration and --resume reaches the uninterrupted run's final state; so does a kill -9",
+    function()
+      local args = "recipes/acq_cifar.lua --iters 12 --warmup 3 --batch 2 --log-every 1 --ckpt-every 4 "
+        .. "--sample-every 100 --threads 1 --lr-q 0.01"
+      local a, b, c = tmpdir(), tmpdir(), tmpdir()
+      local out, rc = acqlua(args .. " --out " .. a)
+      assert.equal(0, rc, out)
+      -- SIGINT: the run finishes its iteration, writes a checkpoint, exits 130
+      local rcb, logb = run_and_kill(args, b, 6, "INT")
+      assert.equal(130, rcb, logb)
+      assert.matches("SIGINT: stopped after iteration %d+; checkpoint written", logb)
+      local stopped = tonumber(logb:match("stopped after iteration (%d+)"))
+      assert.is_true(stopped >= 6 and stopped <= 7, logb) -- within one iteration of the signal
+      local _, meta = acq.safetensors.load(b .. "/checkpoint.safetensors")
+      assert.equal(tostring(stopped), meta.iter)
+      out, rc = acqlua(args .. " --resume " .. b)
+      assert.equal(0, rc, out)
+      assert.matches("resuming .* at iteration " .. stopped, out)
+      -- SIGKILL: nothing runs at exit; the periodic checkpoint (iteration 4 or 8) is the restart point
+      local rcc = run_and_kill(args, c, 9, "KILL")
+      assert.equal(137, rcc)
+      out, rc = acqlua(args .. " --resume " .. c)
+      assert.equal(0, rc, out)
+      local ra = strip(rows_of(a .. "/metrics.jsonl"))
+      assert.same(ra, strip(rows_of(b .. "/metrics.jsonl")))
+      assert.same(ra, strip(rows_of(c .. "/metrics.jsonl")))
+      local qa = acq.safetensors.load(a .. "/q_w4a4.safetensors")
+      for _, d in ipairs { b, c } do
+        local qd = acq.safetensors.load(d .. "/q_w4a4.safetensors")
+        for k, t in pairs(qa) do assert.is_true(t:equal(qd[k]), d .. ": " .. k) end
+      end
+      os.execute(("rm -rf '%s' '%s' '%s' '%s.log' '%s.log'"):format(a, b, c, b, c))
+    end)
+end)

@@ -289,7 +289,8 @@ end
 -- ---- the fixed samples of the pictures ----------------------------------------
 
 local function fixed_samples(G, classes, seed, device)
-  local K, ncol = math.min(classes, 10), 4
+  local big = G.size >= 128 -- ImageNet-size pictures: 8 samples, not 40
+  local K, ncol = math.min(classes, big and 4 or 10), big and 2 or 4
   local g = acq.generator(seed + 7919)
   local ys, ps = {}, {}
   for c = 0, K - 1 do

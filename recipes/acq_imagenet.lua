@@ -1,0 +1,60 @@
+--- recipes/acq_imagenet.lua -- ACQ on ImageNet (section 4.1): ResNet-18/50
+-- or MobileNetV2 (torchvision layout and keys), the fusion generator of
+-- eq. (12) at 224x224 (position matrix on the 7x7 attention grid, classes
+-- through class-conditional BN), eq. (15) with the ImageNet coefficients
+-- (gamma 0.1 for MobileNetV2), eq. (16) with o_eval as Q's target.
+--
+--   acqlua recipes/acq_imagenet.lua --model resnet18 --weights resnet18.safetensors \
+--          --val imagenet_val.safetensors --bits w4a4
+local acq = require "acq"
+local recipe = require "acq.recipe"
+local cli = require "acq.cli"
+
+local spec = recipe.cli("recipes/acq_imagenet.lua",
+  "ACQ data-free quantization of an ImageNet CNN (Algorithm 1 with the fusion generator, eq. (12)).", {
+    { "model", "resnet18", "resnet18, resnet50 or mobilenet_v2 (torchvision layout)" },
+    { "weights", cli.none "path", "FP weights (safetensors, torchvision keys); none: random weights" },
+    { "val", cli.none "path", "validation set: a safetensors file with images (u8 [N,3,224,224], resized and "
+      .. "centre-cropped) and labels (i64 [N])" },
+    { "classes", 1000, "number of classes" },
+    { "preset", cli.none "string", "coefficient preset (default: imagenet, or mobilenet_v2)" },
+  }, true, { batch = 16, iters = 80000, warmup = 800, eval_every = 2000, ckpt_every = 500, sample_every = 1000 })
+
+recipe.main(function()
+  local run = recipe.start("acq_imagenet", spec, arg)
+  local o = run.opts
+  if not acq.models.names[o.model] or o.model == "resnet20" then
+    recipe.die("--model must be resnet18, resnet50 or mobilenet_v2, got '%s'", o.model)
+  end
+  local evaluate
+  if o.val then
+    if acq.isdir(o.val) then
+      recipe.die("--val %s: image folders need the JPEG reader, which acq does not have yet; "
+        .. "give a safetensors file of preprocessed images (see --help)", o.val)
+    end
+    recipe.need_file(o.val, "--val")
+    local ok, t = pcall(acq.safetensors.load, o.val)
+    if not ok or not t.images or not t.labels then
+      recipe.die("--val %s: %s", o.val, ok and "needs tensors 'images' and 'labels'" or tostring(t))
+    end
+    local test = { images = t.images, labels = t.labels:long(), mean = { 0.485, 0.456, 0.406 },
+      std = { 0.229, 0.224, 0.225 } }
+    evaluate = function(m) return acq.eval.accuracy(m, acq.data.loader(test, { batch_size = 50 })) end
+  end
+
+  local F = acq.models.build(o.model, { classes = o.classes })
+  if o.weights then recipe.load_weights(F, o.weights)
+  else print("no --weights: F has random weights (a pipeline check, not a quantization)") end
+  local fp_top1 = evaluate and evaluate(F)
+  if fp_top1 then print(("FP32 top-1 %.2f%%"):format(fp_top1)) end
+
+  local G = acq.gen.fusion { classes = o.classes, size = 224, channels = 3, grid = { 7, 7 } }
+  local preset = o.preset or (o.model == "mobilenet_v2" and "mobilenet_v2" or "imagenet")
+  local res = run:train { F = F, G = G, coef = recipe.coefficients(o, preset), target = "o_eval",
+    evaluate = evaluate, model = { name = o.model, classes = o.classes, in_channels = 3 } }
+  if res.interrupted then return "interrupted" end
+  run:finish { fp_top1 = fp_top1, q_top1 = res.q_top1, q_top5 = res.q_top5, bits = o.bits, model = o.model,
+    iters = res.iter, seconds = res.elapsed, export = res.export }
+  print(("done in %s: %s%s"):format(acq.progress.hms(res.elapsed), res.export,
+    res.q_top1 and ("; %s top-1 %.2f%% (FP32 %.2f%%)"):format(o.bits, res.q_top1, fp_top1) or ""))
+end)
