@@ -20,19 +20,8 @@ recipe.main(function()
   local run = recipe.start("acq_cifar", spec, arg)
   local o = run.opts
   if o.classes ~= 10 and o.classes ~= 100 then recipe.die("--classes must be 10 or 100, got %d", o.classes) end
-  if o.val then recipe.need_dir(o.val, "--val") end
-
-  local F = acq.models.resnet20 { classes = o.classes }
-  if o.weights then recipe.load_weights(F, o.weights)
-  else print("no --weights: F has random weights (a pipeline check, not a quantization)") end
-
   -- evaluation is the only place real data is read, through this function
-  local evaluate
-  if o.val then
-    local ok, test = pcall(acq.data.cifar, { root = o.val, classes = o.classes, split = "test" })
-    if not ok then recipe.die("--val %s: %s", o.val, tostring(test)) end
-    evaluate = function(model) return acq.eval.accuracy(model, acq.data.loader(test, { batch_size = 500 })) end
-  end
+  local F, evaluate = recipe.cifar(o, o.classes)
   local fp_top1 = evaluate and evaluate(F)
   if fp_top1 then print(("FP32 top-1 %.2f%%"):format(fp_top1)) end
 

@@ -42,9 +42,7 @@ recipe.main(function()
     evaluate = function(m) return acq.eval.accuracy(m, acq.data.loader(test, { batch_size = 50 })) end
   end
 
-  local F = acq.models.build(o.model, { classes = o.classes })
-  if o.weights then recipe.load_weights(F, o.weights)
-  else print("no --weights: F has random weights (a pipeline check, not a quantization)") end
+  local F = recipe.fp_model(o, acq.models.build(o.model, { classes = o.classes }))
   local fp_top1 = evaluate and evaluate(F)
   if fp_top1 then print(("FP32 top-1 %.2f%%"):format(fp_top1)) end
 

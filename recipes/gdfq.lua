@@ -29,15 +29,7 @@ recipe.main(function()
     model, size, channels, classes = { name = "resnet20", classes = 10, in_channels = 1 }, 28, 1, 10
   elseif o.dataset == "cifar10" or o.dataset == "cifar100" then
     classes = o.dataset == "cifar10" and 10 or 100
-    F = acq.models.resnet20 { classes = classes }
-    if o.weights then recipe.load_weights(F, o.weights)
-    else print("no --weights: F has random weights (a pipeline check, not a quantization)") end
-    if o.val then
-      recipe.need_dir(o.val, "--val")
-      local ok, test = pcall(acq.data.cifar, { root = o.val, classes = classes, split = "test" })
-      if not ok then recipe.die("--val %s: %s", o.val, tostring(test)) end
-      evaluate = function(m) return acq.eval.accuracy(m, acq.data.loader(test, { batch_size = 500 })) end
-    end
+    F, evaluate = recipe.cifar(o, classes)
     model, size, channels = { name = "resnet20", classes = classes, in_channels = 3 }, 32, 3
   else
     recipe.die("--dataset must be fashion, cifar10 or cifar100, got '%s'", o.dataset)

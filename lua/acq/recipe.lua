@@ -163,6 +163,26 @@ function R.load_weights(model, path)
   return model
 end
 
+--- F from --weights, or random weights (a pipeline check) with a note.
+function R.fp_model(o, model)
+  if o.weights then return R.load_weights(model, o.weights) end
+  print("no --weights: F has random weights (a pipeline check, not a quantization)")
+  return model
+end
+
+--- CIFAR-10/100: ResNet-20 from --weights and, with --val (the folder of
+-- the binary batches), evaluate(model) -> top1, top5 on the test set.
+function R.cifar(o, classes)
+  local evaluate
+  if o.val then
+    R.need_dir(o.val, "--val")
+    local ok, test = pcall(acq.data.cifar, { root = o.val, classes = classes, split = "test" })
+    if not ok then R.die("--val %s: %s", o.val, tostring(test)) end
+    evaluate = function(m) return acq.eval.accuracy(m, acq.data.loader(test, { batch_size = 500 })) end
+  end
+  return R.fp_model(o, acq.models.resnet20 { classes = classes }), evaluate
+end
+
 --- Options of the Fashion-MNIST FP model (shared by fashion.lua and gdfq.lua).
 R.fashion_options = {
   { "weights", cli.none "path", "FP ResNet-20 weights; none: train them (or reuse the cached ones)" },
