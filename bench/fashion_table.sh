@@ -6,24 +6,29 @@
 #   bench/fashion_table.sh [ITERS=800] [SEED=0] [ACQ coefficient options...]
 #
 # Runs land in runs/table-s<SEED>-i<ITERS>/<row>/; the table is printed at
-# the end from their result.json files (rows already finished are skipped,
-# so the script can be restarted).
+# the end from their result.json files. Finished rows are skipped and a
+# row with a checkpoint resumes, so the script can be restarted; a row is
+# claimed with a lock folder (<row>.lock), so two copies of the script can
+# share the rows (THREADS=1 each on 2 cores). Remove stale locks by hand
+# after a crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITERS=${1:-800}; SEED=${2:-0}; shift $(( $# > 2 ? 2 : $# ))
 ACQ_OPTS=("$@")
 ROOT=runs/table-s${SEED}-i${ITERS}
 ACQLUA=${ACQLUA:-build/bin/acqlua}
-COMMON=(--iters "$ITERS" --warmup $((ITERS / 8)) --seed "$SEED" --eval-every $((ITERS / 4)))
+COMMON=(--iters "$ITERS" --warmup $((ITERS / 8)) --seed "$SEED" --eval-every $((ITERS / 4)) --threads "${THREADS:-0}")
 
 row() { # name recipe args...
   local name=$1 recipe=$2; shift 2
   if [ -f "$ROOT/$name/result.json" ]; then return; fi
+  mkdir "$ROOT/$name.lock" 2>/dev/null || return 0
   if [ -d "$ROOT/$name" ] && [ -f "$ROOT/$name/checkpoint.safetensors" ]; then
     "$ACQLUA" "recipes/$recipe.lua" --resume "$ROOT/$name" > "$ROOT/$name.log" 2>&1
   else
     "$ACQLUA" "recipes/$recipe.lua" "${COMMON[@]}" "$@" --out "$ROOT/$name" > "$ROOT/$name.log" 2>&1
   fi
+  rmdir "$ROOT/$name.lock"
 }
 
 mkdir -p "$ROOT"

@@ -14,7 +14,7 @@ local recipe = require "acq.recipe"
 local spec = recipe.cli("recipes/fashion.lua",
   "The Fashion-MNIST demo: train (or load) an FP ResNet-20, quantize it data-free with ACQ, report FP32 and\n"
   .. "quantized test accuracy.", recipe.fashion_options, true,
-  { iters = 800, warmup = 100, eval_every = 200 })
+  { iters = 600, warmup = 100, eval_every = 200 })
 
 recipe.main(function()
   local run = recipe.start("fashion", spec, arg)
