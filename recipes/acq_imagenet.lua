@@ -39,7 +39,7 @@ recipe.main(function()
     end
     local test = { images = t.images, labels = t.labels:long(), mean = { 0.485, 0.456, 0.406 },
       std = { 0.229, 0.224, 0.225 } }
-    evaluate = function(m) return acq.eval.accuracy(m, acq.data.loader(test, { batch_size = 50 })) end
+    evaluate = acq.eval.evaluator(test, 50)
   end
 
   local F = recipe.fp_model(o, acq.models.build(o.model, { classes = o.classes }))

@@ -30,4 +30,13 @@ function E.accuracy(model, loader, o)
   return 100 * c1 / n, 100 * c5 / n, n, acq.cat(preds, 0)
 end
 
+--- evaluate(model) -> top1, top5, n, preds over the whole of dataset ds
+-- (batches of batch_size, default 500, in order): what a recipe hands to
+-- the training loop, so real data reaches it only through this function.
+function E.evaluator(ds, batch_size)
+  return function(model)
+    return E.accuracy(model, acq.data.loader(ds, { batch_size = batch_size or 500 }))
+  end
+end
+
 return E

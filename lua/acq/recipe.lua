@@ -6,7 +6,7 @@
 --     local run = recipe.start("acq_cifar", spec, arg)  -- options, run folder, seeds
 --     local F = ...; local G = acq.gen.acq {...}
 --     local res = run:train { F = F, G = G, coef = recipe.coefficients(run.opts, "cifar10"),
---                             evaluate = function(Q) return acq.eval.accuracy(Q, loader()) end }
+--                             evaluate = acq.eval.evaluator(test_set) }
 --   end)
 --
 -- run:train is Algorithm 1: per iteration it samples two groups with shared
@@ -86,7 +86,7 @@ function R.main(body, ...)
     if getmetatable(e) == UserError then return e end
     return debug.traceback(tostring(e), 2)
   end, ...)
-  if ok then
+  if ok then -- err is the body's result
     io.stdout:flush()
     if err == "interrupted" then os.exit(130, true) end
     return
@@ -178,7 +178,7 @@ function R.cifar(o, classes)
     R.need_dir(o.val, "--val")
     local ok, test = pcall(acq.data.cifar, { root = o.val, classes = classes, split = "test" })
     if not ok then R.die("--val %s: %s", o.val, tostring(test)) end
-    evaluate = function(m) return acq.eval.accuracy(m, acq.data.loader(test, { batch_size = 500 })) end
+    evaluate = acq.eval.evaluator(test)
   end
   return R.fp_model(o, acq.models.resnet20 { classes = classes }), evaluate
 end
@@ -201,10 +201,7 @@ function R.fashion(o)
     if not ok then R.die("--data %s: %s", o.data, tostring(ds)) end
     return ds
   end
-  local test = dataset("test")
-  local function evaluate(model)
-    return acq.eval.accuracy(model, acq.data.loader(test, { batch_size = 500 }))
-  end
+  local evaluate = acq.eval.evaluator(dataset("test"))
   local F = acq.models.resnet20 { classes = 10, in_channels = 1 }
   local path = o.weights
   if not path then
@@ -292,18 +289,17 @@ end
 -- Opens the log for appending; keeps only the complete lines up to `upto`
 -- (a resumed run rewrites what came after its checkpoint).
 local function open_log(path, upto)
-  local keep = {}
+  local keep, rows = {}, {}
   if exists(path) then
     for line in read(path):gmatch("[^\n]+") do
       local ok, row = pcall(acq.json.decode, line)
-      if ok and type(row) == "table" and row.iter and row.iter <= upto then keep[#keep + 1] = line end
+      if ok and type(row) == "table" and row.iter and row.iter <= upto then
+        keep[#keep + 1], rows[#rows + 1] = line, row
+      end
     end
   end
   acq.write_file(path, #keep > 0 and table.concat(keep, "\n") .. "\n" or "")
-  local f = assert(io.open(path, "ab"))
-  local rows = {}
-  for _, l in ipairs(keep) do rows[#rows + 1] = acq.json.decode(l) end
-  return f, rows
+  return assert(io.open(path, "ab")), rows
 end
 
 -- ---- the fixed samples of the pictures ----------------------------------------
@@ -335,9 +331,10 @@ local function draw(path, F, G, s)
     local M = acq.attention(aux.features)
     local n, c, h, w = table.unpack(x:shape())
     local scale = math.max(1, 96 // h)
-    local u = acq.image.unit(x:cpu())
+    x = x:cpu()
+    local u = acq.image.unit(x)
     if c == 1 then u = u:expand(n, 3, h, w) end
-    local ov = acq.image.overlay(x:cpu(), M:cpu())
+    local ov = acq.image.overlay(x, M:cpu())
     local pair = acq.stack({ u:contiguous(), ov }, 1):view(2 * n, 3, h, w)
     if scale > 1 then pair = acq.upsample_nearest2d(pair, { h * scale, w * scale }) end
     acq.image.save(path, acq.image.grid(pair, { nrow = 2 * s.ncol, normalize = "none", pad = 4 }))
@@ -397,8 +394,9 @@ end
 
 local G_TERMS = { "L_CE", "Pen_CE", "L_BNS", "Pen_BNS", "L_CACM", "Pen_CACM", "L_AD" }
 
--- Raises "iteration N: <objective> is not finite (first bad term: T)".
-local function check_finite(it, objective, L, terms, order)
+-- L's value, or an error "<objective> is nan (T1 = nan, ...)" naming every
+-- non-finite term (the loop prefixes the iteration).
+local function check_finite(objective, L, terms, order)
   local v = L:item()
   if v == v and v ~= math.huge and v ~= -math.huge then return v end
   local bad = {}
@@ -444,12 +442,11 @@ function Run:train(a)
   local log, rows = open_log(dir .. "/metrics.jsonl", start)
   acq.mkdir(dir .. "/samples")
   local fixed = fixed_samples(G, classes, o.seed, o.device)
-  local say = function(msg) print(msg) end
-  if start > 0 then say(("resuming %s at iteration %d of %d"):format(dir, start, o.iters))
-  else say(("run folder %s; Q: %s"):format(dir, acq.quant.describe(plan))) end
+  if start > 0 then print(("resuming %s at iteration %d of %d"):format(dir, start, o.iters))
+  else print(("run folder %s; Q: %s"):format(dir, acq.quant.describe(plan))) end
 
   local bar = acq.progress.new { total = o.iters, label = self.name, start = start }
-  say = function(msg) bar:print(msg) end
+  local function say(msg) bar:print(msg) end
   local t_start = acq.clock()
   local last = { top1 = nil }
   local function elapsed() return elapsed0 + acq.clock() - t_start end
@@ -474,20 +471,22 @@ function Run:train(a)
     local x2 = groups == 2 and G(b.z2, b.y, b.p) or nil
     -- 2. G step on eq. (15)
     local LG, TG, ex = acq.loss.g_objective(F, { x1 = x1, x2 = x2, y = b.y, p = b.p, z1 = b.z1, z2 = b.z2 }, coef)
-    local lg = check_finite(it, "L_G", LG, TG, G_TERMS)
+    local lg = check_finite("L_G", LG, TG, G_TERMS)
     s.optG:zero_grad()
     LG:backward()
     s.optG:step()
     -- 3. Q on the same samples, detached: calibrate (warm-up) or eq. (16)
     local x = (x2 and acq.cat({ x1, x2 }, 0) or x1):detach()
     local fl = ex.logits_eval:detach()
+    local yy = x2 and acq.cat({ b.y, b.y }, 0) or b.y -- the labels of [x1; x2]
+    local o_eval = fl:argmax(1)
     local row = { iter = it, phase = it <= o.warmup and "warmup" or "train", L_G = lg }
     if it <= o.warmup then
       acq.no_grad(function() Q:forward(x, { bn = "eval" }) end)
     else
-      local tgt = target == "labels" and (x2 and acq.cat({ b.y, b.y }, 0) or b.y) or fl:argmax(1)
+      local tgt = target == "labels" and yy or o_eval
       local LQ, TQ = acq.loss.q_objective(Q:forward(x, { bn = "eval" }), fl, tgt, { tau = o.tau, T = o.kd_t })
-      row.L_Q = check_finite(it, "L_Q", LQ, TQ, { "L_CE", "L_KD" })
+      row.L_Q = check_finite("L_Q", LQ, TQ, { "L_CE", "L_KD" })
       s.optQ:zero_grad()
       LQ:backward()
       s.optQ:step()
@@ -496,7 +495,7 @@ function Run:train(a)
     if it % o.log_every == 0 or it == o.iters then
       for _, k in ipairs(G_TERMS) do if TG[k] then row[k] = TG[k]:item() end end
       if ex.cacm_m then row.cacm_m = ex.cacm_m:mean():item() end
-      row.fp_agree = acq.no_grad(function() return fl:argmax(1):eq(b.y:repeat_(groups)):float():mean():item() end)
+      row.fp_agree = o_eval:eq(yy):float():mean():item()
       row.lr_g, row.lr_q = s.optG:lr(), s.optQ:lr()
     end
     return row

@@ -12,6 +12,8 @@
  *       integers stay integers. Errors name the line and column.
  */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -19,8 +21,22 @@
 #include "acqL.h"
 
 #define MAX_DEPTH 64
+#define MAX_DEPTH_S "64"
 
-static json_t *encode(lua_State *L, int idx, int depth);
+/* encode builds the whole tree before anything can raise: on a value it
+ * cannot write it frees what it built, leaves a message in err and returns
+ * NULL, and l_encode raises only then, so a failed encode leaks nothing. */
+typedef struct {
+  char msg[128];
+} enc_err;
+
+static json_t *encode(lua_State *L, int idx, int depth, enc_err *err);
+
+static json_t *fail(enc_err *err, json_t *partial, const char *msg, const char *arg) {
+  snprintf(err->msg, sizeof err->msg, msg, arg);
+  json_decref(partial);
+  return NULL;
+}
 
 /* 1..n keys only -> n, else -1; an empty table -> 0. */
 static lua_Integer array_length(lua_State *L, int idx) {
@@ -39,15 +55,20 @@ static lua_Integer array_length(lua_State *L, int idx) {
   return n == max ? n : -1;
 }
 
-static json_t *encode_table(lua_State *L, int idx, int depth) {
-  if (depth > MAX_DEPTH) luaL_error(L, "json.encode: nesting deeper than %d (a cycle?)", MAX_DEPTH);
+static json_t *encode_table(lua_State *L, int idx, int depth, enc_err *err) {
+  if (depth > MAX_DEPTH) return fail(err, NULL, "nesting deeper than %s (a cycle?)", MAX_DEPTH_S);
+  if (!lua_checkstack(L, 4)) return fail(err, NULL, "%s", "no Lua stack left");
   lua_Integer n = array_length(L, idx);
   if (n > 0) {
     json_t *a = json_array();
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, idx, i);
-      json_t *v = encode(L, lua_gettop(L), depth + 1);
+      json_t *v = encode(L, lua_gettop(L), depth + 1, err);
       lua_pop(L, 1);
+      if (!v) {
+        json_decref(a); /* err holds the child's message */
+        return NULL;
+      }
       json_array_append_new(a, v);
     }
     return a;
@@ -56,17 +77,26 @@ static json_t *encode_table(lua_State *L, int idx, int depth) {
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     if (lua_type(L, -2) != LUA_TSTRING) {
-      json_decref(o);
-      luaL_error(L, "json.encode: object keys must be strings, got a %s key", luaL_typename(L, -2));
+      const char *type = luaL_typename(L, -2);
+      lua_pop(L, 2);
+      return fail(err, o, "object keys must be strings, got a %s key", type);
     }
-    json_t *v = encode(L, lua_gettop(L), depth + 1);
-    json_object_set_new(o, lua_tostring(L, -2), v);
+    json_t *v = encode(L, lua_gettop(L), depth + 1, err);
+    if (!v) {
+      lua_pop(L, 2);
+      json_decref(o);
+      return NULL;
+    }
+    if (json_object_set_new(o, lua_tostring(L, -2), v) != 0) {
+      lua_pop(L, 2);
+      return fail(err, o, "%s", "an object key is not valid UTF-8");
+    }
     lua_pop(L, 1);
   }
   return o;
 }
 
-static json_t *encode(lua_State *L, int idx, int depth) {
+static json_t *encode(lua_State *L, int idx, int depth, enc_err *err) {
   switch (lua_type(L, idx)) {
   case LUA_TNIL: return json_null();
   case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
@@ -80,24 +110,14 @@ static json_t *encode(lua_State *L, int idx, int depth) {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
     json_t *j = json_stringn(s, len);
-    if (!j) luaL_error(L, "json.encode: a string is not valid UTF-8");
-    return j;
+    return j ? j : fail(err, NULL, "%s", "a string is not valid UTF-8");
   }
-  case LUA_TTABLE: return encode_table(L, idx, depth);
+  case LUA_TTABLE: return encode_table(L, idx, depth, err);
   case LUA_TLIGHTUSERDATA:
     if (lua_touserdata(L, idx) == NULL) return json_null(); /* acq.json.null */
     /* fall through */
-  default: luaL_error(L, "json.encode: cannot encode a %s", luaL_typename(L, idx));
+  default: return fail(err, NULL, "cannot encode a %s", luaL_typename(L, idx));
   }
-  return NULL;
-}
-
-/* A json_t owned by a Lua userdata, so an error while encoding frees it. */
-static int holder_gc(lua_State *L) {
-  json_t **p = lua_touserdata(L, 1);
-  if (*p) json_decref(*p);
-  *p = NULL;
-  return 0;
 }
 
 static int l_encode(lua_State *L) {
@@ -111,22 +131,23 @@ static int l_encode(lua_State *L) {
   } else {
     flags |= JSON_COMPACT;
   }
-  json_t **p = lua_newuserdatauv(L, sizeof *p, 0);
-  *p = NULL;
-  lua_newtable(L);
-  lua_pushcfunction(L, holder_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, 1);
-  *p = encode(L, lua_gettop(L), 0);
-  lua_pop(L, 1);
-  char *s = json_dumps(*p, flags);
-  json_decref(*p);
-  *p = NULL;
+  enc_err err = {{0}};
+  json_t *j = encode(L, 1, 0, &err);
+  if (!j) return luaL_error(L, "json.encode: %s", err.msg);
+  char *s = json_dumps(j, flags);
+  json_decref(j);
   if (!s) return luaL_error(L, "json.encode: out of memory");
   lua_pushstring(L, s);
   free(s);
   return 1;
+}
+
+/* A json_t owned by a Lua userdata, so an error while decoding frees it. */
+static int holder_gc(lua_State *L) {
+  json_t **p = lua_touserdata(L, 1);
+  if (*p) json_decref(*p);
+  *p = NULL;
+  return 0;
 }
 
 static void push(lua_State *L, json_t *j, int depth) {
