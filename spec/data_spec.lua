@@ -148,7 +148,7 @@ describe("loader and accuracy", function()
     assert.near(200 / 3, top1, 1e-9)
     assert.near(200 / 3, top5, 1e-9)
     -- a recipe's evaluate(model): the same counts over the whole set, any batch size
-    local e1, e5, en = acq.eval.evaluator(ds, 1)(model)
+    local e1, e5, en = acq.eval.evaluator(ds, 2)(model)
     assert.equal(3, en)
     assert.near(200 / 3, e1, 1e-9)
     assert.near(200 / 3, e5, 1e-9)
