@@ -10,7 +10,7 @@ local cli = require "acq.cli"
 
 local spec = recipe.cli("recipes/acq_cifar.lua",
   "ACQ data-free quantization of ResNet-20 on CIFAR-10/100 (Algorithm 1 with eq. (11)'s generator).", {
-    { "weights", cli.none "path", "FP ResNet-20 weights (safetensors; acq or pytorchcv keys); none: random" },
+    { "weights", cli.none "path", "FP ResNet-20 weights (safetensors or torch.save .pth; acq or pytorchcv keys); none: random" },
     { "val", cli.none "path", "CIFAR binary folder (test_batch.bin or test.bin) for evaluation" },
     { "classes", 10, "10 (CIFAR-10) or 100 (CIFAR-100)" },
     { "preset", cli.none "string", "coefficient preset (default: cifar10 or cifar100)" },

@@ -5,7 +5,7 @@
 -- (gamma 0.1 for MobileNetV2), eq. (16) with o_eval as Q's target.
 --
 --   acqlua recipes/acq_imagenet.lua --model resnet18 --weights resnet18.safetensors \
---          --val imagenet_val.safetensors --bits w4a4
+--          --val /data/imagenet/val --bits w4a4
 local acq = require "acq"
 local recipe = require "acq.recipe"
 local cli = require "acq.cli"
@@ -13,9 +13,11 @@ local cli = require "acq.cli"
 local spec = recipe.cli("recipes/acq_imagenet.lua",
   "ACQ data-free quantization of an ImageNet CNN (Algorithm 1 with the fusion generator, eq. (12)).", {
     { "model", "resnet18", "resnet18, resnet50 or mobilenet_v2 (torchvision layout)" },
-    { "weights", cli.none "path", "FP weights (safetensors, torchvision keys); none: random weights" },
-    { "val", cli.none "path", "validation set: a safetensors file with images (u8 [N,3,224,224], resized and "
-      .. "centre-cropped) and labels (i64 [N])" },
+    { "weights", cli.none "path", "FP weights (safetensors or torch.save .pth, torchvision keys); none: random weights" },
+    { "val", cli.none "path", "validation set: ImageNet's val folder (one subfolder of JPEGs per class, "
+      .. "read as torchvision's Resize(256) + CenterCrop(224)), or a safetensors file with images "
+      .. "(u8 [N,3,224,224]) and labels (i64 [N])" },
+    { "val_images", 0, "evaluate on this many validation images, a fixed random subset (0: all)" },
     { "classes", 1000, "number of classes" },
     { "preset", cli.none "string", "coefficient preset (default: imagenet, or mobilenet_v2)" },
   }, true, { batch = 16, iters = 80000, warmup = 800, eval_every = 2000, ckpt_every = 500, sample_every = 1000 })
@@ -28,17 +30,23 @@ recipe.main(function()
   end
   local evaluate
   if o.val then
-    if acq.isdir(o.val) then
-      recipe.die("--val %s: image folders need the JPEG reader, which acq does not have yet; "
-        .. "give a safetensors file of preprocessed images (see --help)", o.val)
+    local ok, test
+    if acq.isdir(o.val) then -- ImageNet's val folder: <val>/<wnid>/<image>.JPEG
+      ok, test = pcall(acq.data.image_folder, { root = o.val })
+      if ok and #test.classes ~= o.classes then
+        recipe.die("--val %s: %d class folders, but --classes is %d", o.val, #test.classes, o.classes)
+      end
+    else
+      recipe.need_file(o.val, "--val")
+      local t
+      ok, t = pcall(acq.safetensors.load, o.val)
+      if ok and not (t.images and t.labels) then ok, t = false, "needs tensors 'images' and 'labels'" end
+      test = ok and { name = o.val, images = t.images, labels = t.labels:long(), mean = { 0.485, 0.456, 0.406 },
+        std = { 0.229, 0.224, 0.225 } } or t
     end
-    recipe.need_file(o.val, "--val")
-    local ok, t = pcall(acq.safetensors.load, o.val)
-    if not ok or not t.images or not t.labels then
-      recipe.die("--val %s: %s", o.val, ok and "needs tensors 'images' and 'labels'" or tostring(t))
-    end
-    local test = { images = t.images, labels = t.labels:long(), mean = { 0.485, 0.456, 0.406 },
-      std = { 0.229, 0.224, 0.225 } }
+    if not ok then recipe.die("--val %s: %s", o.val, tostring(test):gsub("\n.*", "")) end
+    if o.val_images > 0 then test = acq.data.subset(test, o.val_images, o.seed) end
+    print(("evaluation: %d images of %s"):format(acq.data.size(test), o.val))
     evaluate = acq.eval.evaluator(test, 50)
   end
 

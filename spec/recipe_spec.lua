@@ -180,6 +180,7 @@ describe("recipes from the command line", function()
     local cases = {
       { "recipes/acq_imagenet.lua --weights /nonexistent/r18.safetensors", "%-%-weights /nonexistent/r18.safetensors: no such file" },
       { "recipes/acq_imagenet.lua --val /nonexistent/val", "%-%-val /nonexistent/val: no such file" },
+      { "recipes/acq_imagenet.lua --val spec/fixtures/imagefolder", "%-%-val spec/fixtures/imagefolder: 3 class folders, but %-%-classes is 1000" },
       { "recipes/acq_cifar.lua --val /nonexistent/cifar", "%-%-val /nonexistent/cifar: no such folder" },
       { "recipes/acq_cifar.lua --iter 3", "unknown option %-%-iter, did you mean %-%-iters%?" },
       { "recipes/fashion.lua --data /nonexistent/fm", "%-%-data /nonexistent/fm: fashion%-mnist: /nonexistent/fm/t10k%-images" },
@@ -202,11 +203,16 @@ describe("recipes from the command line", function()
     os.execute("rm -rf /tmp/acq_spec_unused")
   end)
 
-  it("acq_imagenet runs an iteration on random weights (fusion generator at 224x224)", function()
+  it("acq_imagenet runs an iteration on random weights (fusion generator at 224x224), evaluating on a JPEG folder", function()
     local dir = tmpdir()
-    local out, rc = acqlua(("recipes/acq_imagenet.lua --iters 2 --warmup 1 --batch 2 --log-every 1 --out %s"):format(dir))
+    local out, rc = acqlua(("recipes/acq_imagenet.lua --iters 2 --warmup 1 --batch 2 --log-every 1 --out %s "
+      .. "--val spec/fixtures/imagefolder --classes 3 --val-images 4"):format(dir))
     assert.equal(0, rc, out)
+    assert.matches("evaluation: 4 images of spec/fixtures/imagefolder", out)
     assert.matches("done in", out)
+    local result = acq.json.decode(H.read_file(dir .. "/result.json"))
+    assert.is_number(result.fp_top1)
+    assert.is_number(result.q_top1)
     local rows = rows_of(dir .. "/metrics.jsonl")
     assert.equal(2, #rows)
     assert.is_number(rows[2].L_Q)

@@ -1,5 +1,5 @@
 /*
- * png_test.c -- the PNG encoder (src/data/png.c) checked with zlib alone:
+ * png_test.c -- the PNG encoder (src/data/png_write.c) checked with zlib alone:
  * chunk layout and CRCs, IHDR fields, and the inflated scanlines equal to the
  * pixels given; plus an atomic write into a missing directory failing with a
  * message. Exit status 0 on success.
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "png.h"
+#include "png_write.h"
 
 static int fails = 0;
 #define CHECK(c, ...)                     \

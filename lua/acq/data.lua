@@ -6,12 +6,17 @@
 --
 --   acq.data.fashion_mnist{root = DIR, split = "train" | "test"}
 --   acq.data.cifar{root = DIR, classes = 10 | 100, split = "train" | "test"}
+--   acq.data.image_folder{root = DIR, resize = 256, crop = 224}
+--                                           ImageNet-style class subfolders
 --   acq.data.read_idx(path)                 one idx file (gzip or not)
+--   acq.data.subset(ds, n, seed)            n samples drawn without replacement
 --   acq.data.loader(ds, {batch_size, shuffle, seed, drop_last})
 --
 -- A dataset is a table {name, images = u8 [N,C,H,W], labels = i64 [N],
--- classes = {names}, mean = {..}, std = {..}}; the loader yields float32
--- batches normalised with the dataset's mean and std.
+-- classes = {names}, mean = {..}, std = {..}}, or, when its images do not
+-- fit in memory, {name, n, get = function(i) -> u8 [C,H,W] (0-based),
+-- labels, classes, mean, std}; the loader yields float32 batches
+-- normalised with the dataset's mean and std.
 local acq = require "acq"
 
 local D = {}
@@ -119,6 +124,102 @@ function D.cifar(o)
   }
 end
 
+local IMAGE_EXTENSIONS = { jpg = true, jpeg = true, png = true }
+
+-- Python's round(): half to even (torchvision's centre crop uses it).
+local function round_half_even(x)
+  local f = math.floor(x)
+  local d = x - f
+  if d > 0.5 or (d == 0.5 and f % 2 == 1) then return f + 1 end
+  return f
+end
+
+--- One image the way torchvision's ImageNet evaluation transform sees it:
+-- decoded to RGB (acq.decode_image, as PIL's convert("RGB")),
+-- Resize(resize): the shorter side to `resize` (the longer one to
+-- int(resize * long / short)) with PIL's bilinear filter, bit for bit
+-- (acq.resize_image), then CenterCrop(crop). Returns u8 [3, crop, crop].
+function D.load_image(path, resize, crop)
+  local img = acq.decode_image(path)
+  local h, w = img:shape()[1], img:shape()[2]
+  local oh, ow
+  if h <= w then oh, ow = resize, math.floor(resize * w / h) else oh, ow = math.floor(resize * h / w), resize end
+  if oh < crop or ow < crop then
+    error(("%s: resized to %dx%d, smaller than the %d crop"):format(path, oh, ow, crop), 0)
+  end
+  if oh ~= h or ow ~= w then img = acq.resize_image(img, oh, ow) end
+  local top, left = round_half_even((oh - crop) / 2), round_half_even((ow - crop) / 2)
+  return img:narrow(0, top, crop):narrow(1, left, crop):permute(2, 0, 1):contiguous()
+end
+
+--- An ImageNet-style folder: one subfolder per class (sorted names give the
+-- class indices, as torchvision's ImageFolder), JPEG or PNG files in each
+-- (sorted). Images are decoded when a batch asks for them. resize (256) and
+-- crop (224) as torchvision's ImageNet evaluation; mean/std ImageNet's.
+function D.image_folder(o)
+  o = o or {}
+  local root = o.root or error("image_folder: root (the folder of class folders) is required", 2)
+  if not acq.isdir(root) then error(("%s: no such folder"):format(root), 0) end
+  local resize, crop = o.resize or 256, o.crop or 224
+  local classes, paths, labels, other = {}, {}, {}, 0
+  for _, c in ipairs(acq.listdir(root)) do
+    local dir = root .. "/" .. c
+    if acq.isdir(dir) then
+      classes[#classes + 1] = c
+      for _, f in ipairs(acq.listdir(dir)) do
+        local ext = f:match("%.([^.]+)$")
+        if ext and IMAGE_EXTENSIONS[ext:lower()] then
+          paths[#paths + 1] = dir .. "/" .. f
+          labels[#labels + 1] = #classes - 1
+        else
+          other = other + 1
+        end
+      end
+    end
+  end
+  if #classes == 0 then error(("%s: no class subfolders (expected <root>/<class>/<image>.JPEG)"):format(root), 0) end
+  if #paths == 0 then error(("%s: no JPEG or PNG files in its %d class folders"):format(root, #classes), 0) end
+  return {
+    name = "image_folder:" .. root, n = #paths, paths = paths, skipped = other,
+    labels = acq.tensor(labels, { dtype = "i64" }), classes = classes,
+    get = function(i) return D.load_image(paths[i + 1], resize, crop) end,
+    mean = o.mean or { 0.485, 0.456, 0.406 }, std = o.std or { 0.229, 0.224, 0.225 },
+  }
+end
+
+--- The number of samples of a dataset.
+function D.size(ds)
+  return ds.n or ds.images:shape()[1]
+end
+
+-- The u8 images of the samples at idx (an i64 tensor of 0-based indices).
+local function images_at(ds, idx)
+  if ds.images then return ds.images:index_select(0, idx) end
+  local list = {}
+  for k, i in ipairs(idx:totable()) do list[k] = ds.get(i) end
+  return acq.stack(list, 0)
+end
+
+--- A fixed random subset of n samples (all of them if n >= size), drawn
+-- with acq.randperm from seed and kept in dataset order.
+function D.subset(ds, n, seed)
+  local size = D.size(ds)
+  if n >= size then return ds end
+  local pick = acq.randperm(size, { generator = acq.generator(seed or 0) }):narrow(0, 0, n):totable()
+  table.sort(pick)
+  local idx = acq.tensor(pick, { dtype = "i64" })
+  local sub = {}
+  for k, v in pairs(ds) do sub[k] = v end
+  sub.name, sub.labels = ("%s[%d of %d]"):format(ds.name, n, size), ds.labels:index_select(0, idx)
+  if ds.images then
+    sub.images = ds.images:index_select(0, idx)
+  else
+    local get = ds.get
+    sub.n, sub.get = n, function(i) return get(pick[i + 1]) end
+  end
+  return sub
+end
+
 --- Normalises u8 images [B,C,H,W] to float32 with the dataset's mean/std.
 function D.normalize(ds, images)
   local c = images:shape()[2]
@@ -134,7 +235,7 @@ end
 function D.loader(ds, o)
   o = o or {}
   local bs = o.batch_size or 256
-  local n = ds.images:shape()[1]
+  local n = D.size(ds)
   local order
   if o.shuffle then -- torch.randperm's order for the same seed
     order = acq.randperm(n, { generator = o.generator or acq.generator(o.seed or 0) })
@@ -144,9 +245,9 @@ function D.loader(ds, o)
     if start >= n or (o.drop_last and start + bs > n) then return nil end
     local len = math.min(bs, n - start)
     local xi, yi
-    if order then
-      local sel = order:narrow(0, start, len)
-      xi, yi = ds.images:index_select(0, sel), ds.labels:index_select(0, sel)
+    if order or not ds.images then
+      local sel = order and order:narrow(0, start, len) or acq.arange(start, start + len, { dtype = "i64" })
+      xi, yi = images_at(ds, sel), ds.labels:index_select(0, sel)
     else
       xi, yi = ds.images:narrow(0, start, len), ds.labels:narrow(0, start, len)
     end

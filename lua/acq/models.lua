@@ -170,14 +170,68 @@ function M.mobilenet_v2(o)
   })
 end
 
---- Loads weights from a safetensors file into model, checking every key and
--- shape first (nothing is loaded on error; the message names the file).
--- o.map: "pytorchcv" or a function(key) -> key (nil drops the key);
--- o.prefix: only keys starting with it, stripped; o.strict (default true).
+--- The format of a weights file from its first bytes: "safetensors" or
+-- "pth" (a zip-format torch.save file); nil and a reason otherwise.
+function M.weights_format(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local head = f:read(8) or ""
+  f:close()
+  if head:sub(1, 4) == "PK\3\4" then return "pth" end
+  if head:byte(1) == 0x80 then return "pth" end -- legacy torch.save: acq.pth says so
+  if #head == 8 then return "safetensors" end   -- its reader checks the rest
+  return nil, path .. ": too short for a weights file"
+end
+
+-- Checkpoints wrap the state dict ({"state_dict": ..., "epoch": 90,
+-- "optimizer": ...}) and DataParallel prefixes "module."; keep the model's.
+local WRAPPERS = { "state_dict", "model_state_dict", "model", "net", "module" }
+
+function M.unwrap(t)
+  for _, w in ipairs(WRAPPERS) do
+    local pre, sub, any = w .. ".", {}, false
+    for k, v in pairs(t) do
+      if k:sub(1, #pre) == pre then sub[k:sub(#pre + 1)] = v; any = true end
+    end
+    -- a wrapper holds the model; "module." only counts when every key has it
+    local all = true
+    if w == "module" then for k in pairs(t) do if k:sub(1, #pre) ~= pre then all = false end end end
+    if any and all then t = sub end
+  end
+  return t
+end
+
+--- Reads a weights file: safetensors, or a PyTorch torch.save file (.pth,
+-- .pt, .tar: a state_dict, possibly inside a checkpoint dict). Returns the
+-- name -> tensor table and the format.
+function M.read_weights(path, o)
+  o = o or {}
+  local format, err = M.weights_format(path)
+  if not format then error(err, 2) end
+  if format == "safetensors" then return acq.safetensors.load(path, { prefix = o.prefix }), format end
+  local t = M.unwrap((acq.pth.load(path)))
+  if o.prefix then
+    local sub = {}
+    for k, v in pairs(t) do if k:sub(1, #o.prefix) == o.prefix then sub[k:sub(#o.prefix + 1)] = v end end
+    t = sub
+  end
+  return t, format
+end
+
+--- Loads weights from a safetensors or torch.save file into model, checking
+-- every key and shape first (nothing is loaded on error; the message names
+-- the file). o.map: "pytorchcv", "auto" (pytorchcv when its keys are
+-- there) or a function(key) -> key (nil drops the key); o.prefix: only keys starting with it, stripped; o.strict (default
+-- true).
 function M.load_weights(model, path, o)
   o = o or {}
-  local t = acq.safetensors.load(path, { prefix = o.prefix })
-  local map = o.map == "pytorchcv" and M.pytorchcv_names or o.map
+  local t = M.read_weights(path, o)
+  local map = o.map
+  if map == "auto" then
+    map = nil
+    for k in pairs(t) do if k:match("^features%.init_block%.") then map = "pytorchcv" end end
+  end
+  if map == "pytorchcv" then map = M.pytorchcv_names end
   if map then
     local mapped = {}
     for k, v in pairs(t) do

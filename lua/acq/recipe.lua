@@ -148,17 +148,11 @@ function R.need_dir(path, what)
   return path
 end
 
---- Loads FP weights (safetensors; pytorchcv keys are recognised and
--- renamed) into model; any problem is a one-line error naming the file.
+--- Loads FP weights (safetensors or a torch.save file; pytorchcv keys are
+-- recognised and renamed) into model; any problem is a one-line error naming the file.
 function R.load_weights(model, path)
   R.need_file(path, "--weights")
-  local ok, err = pcall(function()
-    local map
-    for _, e in ipairs((acq.safetensors.header(path))) do
-      if e.name:match("^features%.init_block%.") then map = "pytorchcv" end
-    end
-    acq.models.load_weights(model, path, { map = map })
-  end)
+  local ok, err = pcall(acq.models.load_weights, model, path, { map = "auto" })
   if not ok then R.die("--weights %s: %s", path, tostring(err):gsub("\n.*", "")) end
   return model
 end

@@ -79,6 +79,10 @@ void acqL_open_autograd(lua_State *L, int methods, int module);
 void acqL_open_optim(lua_State *L, int module);
 void acqL_open_runtime(lua_State *L, int module);
 void acqL_open_data(lua_State *L, int module);
+void acqL_open_pth(lua_State *L, int module);
+/* The whole file at path as a userdata (pushed); its size in *n. Raises
+ * "<path>: <reason>" when it cannot be read. (l_data.c) */
+const char *acqL_slurp(lua_State *L, const char *path, size_t *n);
 void acqL_open_json(lua_State *L, int module);
 void acqL_open_module(lua_State *L, int module);
 void acqL_open_loss(lua_State *L, int module);

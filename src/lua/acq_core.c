@@ -21,6 +21,7 @@ int luaopen_acq_core(lua_State *L) {
   acqL_open_optim(L, module);
   acqL_open_runtime(L, module);
   acqL_open_data(L, module);
+  acqL_open_pth(L, module);
   acqL_open_json(L, module);
   acqL_open_module(L, module);
   acqL_open_loss(L, module);

@@ -10,13 +10,20 @@
  *       {name, Tensor} pairs (written in list order).
  *   acq.read_file(path) -> the file's bytes as a string; gzip files are
  *       decompressed (zlib reads plain files unchanged)
+ *   acq.decode_image(path) -> u8 tensor [H, W, 3]: a JPEG or PNG file as
+ *       PIL's Image.open(path).convert("RGB") sees it (src/data/imgdec.c)
+ *   acq.resize_image(img, h, w) -> u8 [h, w, C]: PIL's bilinear resize,
+ *       bit for bit (torchvision's Resize on PIL images)
+ *   acq.listdir(path) -> sorted names in the folder
  *   acq.frombytes(s, dtype, shape [, offset]) -> a new CPU tensor holding
  *       the bytes of s from offset (0-based) on, little-endian
  *
  * The mapped file lives in a userdata closed by __gc, so an error halfway
  * through a load leaks nothing and returns nothing half-loaded.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,7 +31,8 @@
 
 #include "acqL.h"
 #include "atomic.h"
-#include "png.h"
+#include "imgdec.h"
+#include "png_write.h"
 #include "safetensors.h"
 
 #define ACQ_STFILE_MT "acq.SafetensorsFile"
@@ -262,6 +270,66 @@ static int l_read_file(lua_State *L) {
   return 1;
 }
 
+/* The whole file as a userdata (pushed); its size in *n. */
+const char *acqL_slurp(lua_State *L, const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) luaL_error(L, "%s: %s", path, strerror(errno));
+  long len = -1;
+  if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
+  if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    fclose(f);
+    luaL_error(L, "%s: cannot find its size (not a regular file?)", path);
+  }
+  char *buf = lua_newuserdatauv(L, len ? (size_t)len : 1, 0);
+  size_t got = fread(buf, 1, (size_t)len, f);
+  int bad = ferror(f);
+  fclose(f);
+  if (bad || got != (size_t)len) luaL_error(L, "%s: read error", path);
+  *n = (size_t)len;
+  return buf;
+}
+
+/* acq.decode_image(path) -> u8 tensor [H, W, 3] (RGB; JPEG or PNG) */
+static int l_decode_image(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  size_t n;
+  const uint8_t *bytes = (const uint8_t *)acqL_slurp(L, path, &n);
+  acqL_Tensor *b = acqL_newtensor(L);
+  acq_image img;
+  char err[256];
+  if (acq_image_decode(bytes, n, &img, err, sizeof err)) return luaL_error(L, "%s: %s", path, err);
+  int64_t shape[3] = {img.height, img.width, 3};
+  atc_status st;
+  int rc = atc_from_buffer(&st, img.pixels, shape, 3, ATC_U8, &b->h);
+  free(img.pixels);
+  if (rc) return luaL_error(L, "%s: %s", path, st.msg);
+  return acqL_done(L, b);
+}
+
+/* acq.resize_image(img u8 [H,W,C], h, w) -> u8 [h,w,C], as PIL's
+ * Image.resize((w, h), BILINEAR) */
+static int l_resize_image(lua_State *L) {
+  atc_tensor *img = acqL_checktensor(L, 1);
+  lua_Integer oh = luaL_checkinteger(L, 2), ow = luaL_checkinteger(L, 3);
+  atc_meta m;
+  atc_status st;
+  if (atc_tensor_meta(&st, img, &m)) return acqL_fail(L, "resize_image", &st);
+  if (m.ndim != 3 || m.dtype != ATC_U8 || m.sizes[2] < 1 || m.sizes[2] > 4)
+    return luaL_error(L, "resize_image: needs a u8 image [H, W, C] with C in 1..4");
+  if (oh < 1 || ow < 1 || oh > 65536 || ow > 65536)
+    return luaL_error(L, "resize_image: output size %dx%d out of range", (int)oh, (int)ow);
+  int h = (int)m.sizes[0], w = (int)m.sizes[1], c = (int)m.sizes[2];
+  uint8_t *in = lua_newuserdatauv(L, (size_t)h * w * c + 1, 0);
+  uint8_t *out = lua_newuserdatauv(L, (size_t)oh * ow * c + 1, 0);
+  if (atc_tensor_read(&st, img, ATC_U8, in, m.numel)) return acqL_fail(L, "resize_image", &st);
+  if (acq_resize_pil(in, w, h, c, out, (int)ow, (int)oh)) return luaL_error(L, "resize_image: out of memory");
+  int64_t shape[3] = {oh, ow, c};
+  acqL_Tensor *b = acqL_newtensor(L);
+  if (atc_from_buffer(&st, out, shape, 3, ATC_U8, &b->h)) return acqL_fail(L, "resize_image", &st);
+  return acqL_done(L, b);
+}
+
 static int l_frombytes(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
@@ -336,6 +404,33 @@ static int l_mkdir(lua_State *L) {
 }
 
 /* acq.isdir(path) -> true when path is an existing folder. */
+/* acq.listdir(path) -> the names in the folder, sorted bytewise (as Python's
+ * sorted(os.listdir)), without "." and ".." */
+static int l_listdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  if (!d) return luaL_error(L, "%s: %s", path, strerror(errno));
+  lua_newtable(L);
+  int n = 0;
+  struct dirent *e;
+  for (;;) {
+    errno = 0;
+    if (!(e = readdir(d))) break;
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    lua_pushstring(L, e->d_name); /* may raise on OOM: d leaks then, as a handle only */
+    lua_rawseti(L, -2, ++n);
+  }
+  int bad = errno;
+  closedir(d);
+  if (bad) return luaL_error(L, "%s: %s", path, strerror(bad));
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "sort");
+  lua_pushvalue(L, -3);
+  lua_call(L, 1, 0);
+  lua_pop(L, 1);
+  return 1;
+}
+
 static int l_isdir(lua_State *L) {
   struct stat sb;
   lua_pushboolean(L, stat(luaL_checkstring(L, 1), &sb) == 0 && S_ISDIR(sb.st_mode));
@@ -345,7 +440,7 @@ static int l_isdir(lua_State *L) {
 void acqL_open_data(lua_State *L, int module) {
   static const luaL_Reg top[] = {
     {"write_png", l_write_png}, {"write_file", l_write_file}, {"read_file", l_read_file},
-    {"frombytes", l_frombytes}, {"mkdir", l_mkdir}, {"isdir", l_isdir}, {NULL, NULL}};
+    {"frombytes", l_frombytes}, {"decode_image", l_decode_image}, {"resize_image", l_resize_image}, {"listdir", l_listdir}, {"mkdir", l_mkdir}, {"isdir", l_isdir}, {NULL, NULL}};
   acqL_setfuncs(L, module, top);
   static const luaL_Reg fns[] = {
     {"load", l_st_load}, {"header", l_st_header}, {"save", l_st_save}, {NULL, NULL}};

@@ -362,6 +362,27 @@ ATC_API int atc_optim_state_get(atc_status *st, atc_optim *o, int i, int slot,
 ATC_API int atc_optim_load_state(atc_status *st, atc_optim *o, const int64_t *steps,
                                  const atc_tensor *const *bufs);
 
+/* ---- PyTorch files (torch.save / torch.load) ---------------------------- */
+/* Named tensors: n names (malloc'd) and n owned handles, plus how many
+ * non-tensor leaves (step counts, strings, ...) the file held besides. */
+typedef struct atc_named_list {
+  int64_t n;
+  char **names;
+  atc_tensor **tensors;
+  int64_t skipped;
+} atc_named_list;
+/* Reads the bytes of a zip-format torch.save file holding (nested) dicts,
+ * lists or tuples of tensors; names join the path with dots ("state_dict.
+ * conv1.weight"). Every tensor is a contiguous CPU copy. All or nothing: on
+ * error *out is empty. */
+ATC_API int  atc_pth_load(atc_status *st, const void *data, size_t size, atc_named_list *out);
+ATC_API void atc_named_list_free(atc_named_list *l);             /* NULL ok */
+/* The bytes of a torch.save file holding {name: tensor} (torch.load returns
+ * a dict); *data is malloc'd, the caller frees it. */
+ATC_API int  atc_pth_save(atc_status *st, const char *const *names,
+                          const atc_tensor *const *ts, int64_t n, void **data,
+                          size_t *size);
+
 /* ---- runtime ----------------------------------------------------------- */
 ATC_API int  atc_manual_seed(atc_status *st, uint64_t seed);
 ATC_API int  atc_generator_new(atc_status *st, uint64_t seed, atc_device dev,

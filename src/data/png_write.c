@@ -1,8 +1,8 @@
 /*
- * png.c -- a minimal PNG encoder: signature, IHDR, one IDAT (zlib stream of
+ * png_write.c -- a minimal PNG encoder: signature, IHDR, one IDAT (zlib stream of
  * the scanlines, each with filter byte 0), IEND; CRCs from zlib.
  */
-#include "png.h"
+#include "png_write.h"
 
 #include <stdio.h>
 #include <stdlib.h>

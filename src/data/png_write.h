@@ -1,9 +1,9 @@
 /*
- * png.h -- writing 8-bit PNG pictures (grey, grey+alpha, RGB, RGBA) with
+ * png_write.h -- writing 8-bit PNG pictures (grey, grey+alpha, RGB, RGBA) with
  * zlib, atomically (atomic.h): sample grids, attention overlays, plots.
  */
-#ifndef ACQ_PNG_H
-#define ACQ_PNG_H
+#ifndef ACQ_PNG_WRITE_H
+#define ACQ_PNG_WRITE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -17,4 +17,4 @@ int acq_png_write(const char *path, const uint8_t *pixels, int width, int height
 int acq_png_encode(const uint8_t *pixels, int width, int height, int channels,
                    uint8_t **out, size_t *outlen, char *err, size_t errn);
 
-#endif /* ACQ_PNG_H */
+#endif /* ACQ_PNG_WRITE_H */
