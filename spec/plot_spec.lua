@@ -71,3 +71,25 @@ describe("acq.plot", function()
     os.remove(path)
   end)
 end)
+
+describe("sample pictures", function()
+  it("outline the target cell p of each sample on its overlay, row-major on the grid", function()
+    local recipe = require "acq.recipe"
+    -- two samples (4 images: picture, overlay, picture, overlay) of 28x28 on a 7x7 grid
+    local pair = acq.zeros(4, 3, 28, 28)
+    recipe.mark_cells(pair, { 6, 8 }, 7, 7)
+    -- p = 6: row 0, column 6 -> pixels rows 0..3, columns 24..27 of image 2
+    local o = pair:select(0, 1):select(0, 0)
+    H.equal(o:narrow(0, 0, 1):narrow(1, 24, 4), { { 1, 1, 1, 1 } })
+    H.equal(o:narrow(0, 3, 1):narrow(1, 24, 4), { { 1, 1, 1, 1 } })
+    H.equal(o:narrow(0, 1, 2):narrow(1, 24, 1), { { 1 }, { 1 } })
+    H.equal(o:narrow(0, 1, 2):narrow(1, 25, 2), { { 0, 0 }, { 0, 0 } }) -- inside stays
+    assert.equal(12, o:sum():item()) -- the outline of a 4x4 cell and nothing else
+    -- p = 8: row 1, column 1 -> rows 4..7, columns 4..7 of image 4
+    local q = pair:select(0, 3):select(0, 2)
+    H.equal(q:narrow(0, 4, 1):narrow(1, 4, 4), { { 1, 1, 1, 1 } })
+    assert.equal(12, q:sum():item())
+    -- the pictures themselves are untouched
+    assert.equal(0, pair:select(0, 0):sum():item() + pair:select(0, 2):sum():item())
+  end)
+end)

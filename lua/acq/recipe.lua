@@ -317,7 +317,25 @@ local function fixed_samples(G, classes, seed, device)
   }
 end
 
--- One row per class: each sample beside its attention map (eq. (3) on F^eval).
+--- Outlines, on each overlay (the odd images of pair [2n,3,H,W]), the
+-- attention cell ps[i] (row-major on a gh x gw grid over the picture) that
+-- sample i was generated for, in white (absent from the heat colours).
+function R.mark_cells(pair, ps, gh, gw)
+  local H, W = pair:shape()[3], pair:shape()[4]
+  for i, p in ipairs(ps) do
+    local r, c = p // gw, p % gw
+    local y0, y1 = r * H // gh, (r + 1) * H // gh - 1
+    local x0, x1 = c * W // gw, (c + 1) * W // gw - 1
+    local img = pair:select(0, 2 * i - 1)
+    img:narrow(1, y0, 1):narrow(2, x0, x1 - x0 + 1):fill_(1)
+    img:narrow(1, y1, 1):narrow(2, x0, x1 - x0 + 1):fill_(1)
+    img:narrow(1, y0, y1 - y0 + 1):narrow(2, x0, 1):fill_(1)
+    img:narrow(1, y0, y1 - y0 + 1):narrow(2, x1, 1):fill_(1)
+  end
+end
+
+-- One row per class: each sample beside its attention map (eq. (3) on F^eval),
+-- the target cell p outlined on the map.
 local function draw(path, F, G, s)
   acq.no_grad(function()
     local x = G(s.z, s.y, s.p)
@@ -331,6 +349,7 @@ local function draw(path, F, G, s)
     local ov = acq.image.overlay(x, M:cpu())
     local pair = acq.stack({ u:contiguous(), ov }, 1):view(2 * n, 3, h, w)
     if scale > 1 then pair = acq.upsample_nearest2d(pair, { h * scale, w * scale }) end
+    if s.p then R.mark_cells(pair, s.p:cpu():totable(), M:shape()[2], M:shape()[3]) end
     acq.image.save(path, acq.image.grid(pair, { nrow = 2 * s.ncol, normalize = "none", pad = 4 }))
   end)
 end
