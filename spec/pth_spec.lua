@@ -127,3 +127,17 @@ describe("acq.pth", function()
     assert(model:state_dict()["conv.weight"]:equal(before))
   end)
 end)
+
+describe("weights_format", function()
+  it("tells the formats apart by their first bytes, whatever a safetensors header length is", function()
+    local tmp = os.tmpname()
+    assert.equal("pth", acq.models.weights_format("spec/fixtures/checkpoint.pth"))
+    assert.equal("pth", acq.models.weights_format("spec/fixtures/legacy.pth"))
+    -- safetensors headers whose length starts with the bytes of a zip or a pickle
+    for _, n in ipairs { 0x80, 0x0280, 0x4b50 } do
+      H.write_file(tmp, string.pack("<I8", n) .. string.rep(" ", n))
+      assert.equal("safetensors", acq.models.weights_format(tmp))
+    end
+    os.remove(tmp)
+  end)
+end)

@@ -178,7 +178,9 @@ function M.weights_format(path)
   local head = f:read(8) or ""
   f:close()
   if head:sub(1, 4) == "PK\3\4" then return "pth" end
-  if head:byte(1) == 0x80 then return "pth" end -- legacy torch.save: acq.pth says so
+  -- legacy torch.save: pickle protocol 2, then its magic number (acq.pth says
+  -- what to do with it); a safetensors header this long could not exist
+  if head == "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46" then return "pth" end
   if #head == 8 then return "safetensors" end   -- its reader checks the rest
   return nil, path .. ": too short for a weights file"
 end
