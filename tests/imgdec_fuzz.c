@@ -12,32 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "imgdec.h"
-
-static uint64_t rng;
-static uint64_t next(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
-
-static unsigned char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc((size_t)len + 64);
-  if (!b || fread(b, 1, (size_t)len, f) != (size_t)len) {
-    fclose(f);
-    free(b);
-    return NULL;
-  }
-  fclose(f);
-  *n = (size_t)len;
-  return b;
-}
 
 int main(int argc, char **argv) {
   if (argc < 4) {
@@ -49,7 +25,7 @@ int main(int argc, char **argv) {
   int decoded = 0, failed = 0;
   for (int f = 3; f < argc; f++) {
     size_t n;
-    unsigned char *orig = slurp(argv[f], &n);
+    unsigned char *orig = slurp(argv[f], &n, 64);
     if (!orig) {
       fprintf(stderr, "imgdec_fuzz: cannot read %s\n", argv[f]);
       return 2;

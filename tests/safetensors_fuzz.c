@@ -18,32 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_util.h"
 #include "safetensors.h"
-
-static uint64_t rng = 88172645463325252ull;
-static uint64_t next(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
-
-static unsigned char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc((size_t)len);
-  if (!b || fread(b, 1, (size_t)len, f) != (size_t)len) {
-    fclose(f);
-    free(b);
-    return NULL;
-  }
-  fclose(f);
-  *n = (size_t)len;
-  return b;
-}
 
 static size_t mutate(unsigned char *b, size_t n, size_t cap) {
   static const char tokens[] = "0123456789[]{},:\"-eE.FIUB ";
@@ -81,7 +57,7 @@ int main(int argc, char **argv) {
   int iters = argc > 2 ? atoi(argv[2]) : 1000;
   if (argc > 3) rng = strtoull(argv[3], NULL, 10) | 1;
   size_t n;
-  unsigned char *file = slurp(argv[1], &n);
+  unsigned char *file = slurp(argv[1], &n, 0);
   if (!file || n < 8) {
     fprintf(stderr, "cannot read %s\n", argv[1]);
     return 2;

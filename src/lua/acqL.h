@@ -83,6 +83,9 @@ void acqL_open_pth(lua_State *L, int module);
 /* The whole file at path as a userdata (pushed); its size in *n. Raises
  * "<path>: <reason>" when it cannot be read. (l_data.c) */
 const char *acqL_slurp(lua_State *L, const char *path, size_t *n);
+/* The string keys of the table at idx, sorted bytewise, in a userdata array
+ * (pushed); raises "<path>: ..." for a key that is not a string. (l_data.c) */
+const char **acqL_sorted_names(lua_State *L, int idx, int *n, const char *path);
 void acqL_open_json(lua_State *L, int module);
 void acqL_open_module(lua_State *L, int module);
 void acqL_open_loss(lua_State *L, int module);

@@ -140,6 +140,25 @@ static int cmp_names(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+const char **acqL_sorted_names(lua_State *L, int idx, int *n, const char *path) {
+  *n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "%s: tensor table keys must be strings", path);
+    lua_pop(L, 1);
+    (*n)++;
+  }
+  const char **names = lua_newuserdatauv(L, sizeof(char *) * (*n ? *n : 1), 0);
+  int k = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    names[k++] = lua_tostring(L, -1); /* anchored as keys of the table */
+  }
+  qsort(names, *n, sizeof *names, cmp_names);
+  return names;
+}
+
 /* acq.safetensors.save(path, tensors [, metadata]) */
 static int l_st_save(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
@@ -157,22 +176,7 @@ static int l_st_save(lua_State *L) {
       lua_rawseti(L, 4, i);
     }
   } else {
-    /* collect and sort the names */
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-      if (lua_type(L, -2) != LUA_TSTRING)
-        return luaL_error(L, "%s: tensor table keys must be strings", path);
-      lua_pop(L, 1);
-      n++;
-    }
-    const char **names = lua_newuserdatauv(L, sizeof(char *) * (n ? n : 1), 0); /* 5 */
-    int k = 0;
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-      lua_pop(L, 1);
-      names[k++] = lua_tostring(L, -1); /* anchored as keys of the table */
-    }
-    qsort(names, n, sizeof *names, cmp_names);
+    const char **names = acqL_sorted_names(L, 2, &n, path); /* 5 */
     for (int i = 0; i < n; i++) {
       lua_createtable(L, 2, 0);
       lua_pushstring(L, names[i]);

@@ -23,10 +23,6 @@ static int named_gc(lua_State *L) {
   return 0;
 }
 
-static int cmp_names(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static int l_pth_load(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   lua_settop(L, 1);
@@ -59,25 +55,12 @@ static int l_pth_save(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
-  int n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, 2)) {
-    if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "%s: tensor table keys must be strings", path);
-    if (!acqL_testbox(L, -1)) return luaL_error(L, "%s: '%s' is not a tensor", path, lua_tostring(L, -2));
-    lua_pop(L, 1);
-    n++;
-  }
-  const char **names = lua_newuserdatauv(L, sizeof(char *) * (n ? n : 1), 0); /* 3 */
+  int n;
+  const char **names = acqL_sorted_names(L, 2, &n, path); /* 3 */
   atc_tensor **ts = lua_newuserdatauv(L, sizeof(atc_tensor *) * (n ? n : 1), 0); /* 4 */
-  int k = 0;
-  lua_pushnil(L);
-  while (lua_next(L, 2)) {
-    lua_pop(L, 1);
-    names[k++] = lua_tostring(L, -1); /* anchored as keys of the table */
-  }
-  qsort(names, n, sizeof *names, cmp_names);
   for (int i = 0; i < n; i++) {
     lua_getfield(L, 2, names[i]);
+    if (!acqL_testbox(L, -1)) return luaL_error(L, "%s: '%s' is not a tensor", path, names[i]);
     ts[i] = acqL_checktensor(L, -1); /* anchored in the table */
     lua_pop(L, 1);
   }
