@@ -41,8 +41,8 @@ recipe.main(function()
       local t
       ok, t = pcall(acq.safetensors.load, o.val)
       if ok and not (t.images and t.labels) then ok, t = false, "needs tensors 'images' and 'labels'" end
-      test = ok and { name = o.val, images = t.images, labels = t.labels:long(), mean = { 0.485, 0.456, 0.406 },
-        std = { 0.229, 0.224, 0.225 } } or t
+      test = ok and { name = o.val, images = t.images, labels = t.labels:long(), mean = acq.data.IMAGENET_MEAN,
+        std = acq.data.IMAGENET_STD } or t
     end
     if not ok then recipe.die("--val %s: %s", o.val, tostring(test):gsub("\n.*", "")) end
     if o.val_images > 0 then test = acq.data.subset(test, o.val_images, o.seed) end

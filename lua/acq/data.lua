@@ -125,6 +125,8 @@ function D.cifar(o)
 end
 
 local IMAGE_EXTENSIONS = { jpg = true, jpeg = true, png = true }
+-- ImageNet's per-channel statistics (torchvision's Normalize)
+D.IMAGENET_MEAN, D.IMAGENET_STD = { 0.485, 0.456, 0.406 }, { 0.229, 0.224, 0.225 }
 
 -- Python's round(): half to even (torchvision's centre crop uses it).
 local function round_half_even(x)
@@ -183,7 +185,7 @@ function D.image_folder(o)
     name = "image_folder:" .. root, n = #paths, paths = paths, skipped = other,
     labels = acq.tensor(labels, { dtype = "i64" }), classes = classes,
     get = function(i) return D.load_image(paths[i + 1], resize, crop) end,
-    mean = o.mean or { 0.485, 0.456, 0.406 }, std = o.std or { 0.229, 0.224, 0.225 },
+    mean = o.mean or D.IMAGENET_MEAN, std = o.std or D.IMAGENET_STD,
   }
 end
 

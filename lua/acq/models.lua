@@ -189,16 +189,21 @@ end
 -- "optimizer": ...}) and DataParallel prefixes "module."; keep the model's.
 local WRAPPERS = { "state_dict", "model_state_dict", "model", "net", "module" }
 
+-- The entries of t whose keys start with prefix, renamed without it, and
+-- whether any and whether every key had it.
+local function under(t, prefix)
+  local sub, any, all = {}, false, true
+  for k, v in pairs(t) do
+    if k:sub(1, #prefix) == prefix then sub[k:sub(#prefix + 1)] = v; any = true else all = false end
+  end
+  return sub, any, all
+end
+
 function M.unwrap(t)
   for _, w in ipairs(WRAPPERS) do
-    local pre, sub, any = w .. ".", {}, false
-    for k, v in pairs(t) do
-      if k:sub(1, #pre) == pre then sub[k:sub(#pre + 1)] = v; any = true end
-    end
+    local sub, any, all = under(t, w .. ".")
     -- a wrapper holds the model; "module." only counts when every key has it
-    local all = true
-    if w == "module" then for k in pairs(t) do if k:sub(1, #pre) ~= pre then all = false end end end
-    if any and all then t = sub end
+    if any and (all or w ~= "module") then t = sub end
   end
   return t
 end
@@ -212,19 +217,15 @@ function M.read_weights(path, o)
   if not format then error(err, 2) end
   if format == "safetensors" then return acq.safetensors.load(path, { prefix = o.prefix }), format end
   local t = M.unwrap((acq.pth.load(path)))
-  if o.prefix then
-    local sub = {}
-    for k, v in pairs(t) do if k:sub(1, #o.prefix) == o.prefix then sub[k:sub(#o.prefix + 1)] = v end end
-    t = sub
-  end
+  if o.prefix then t = (under(t, o.prefix)) end
   return t, format
 end
 
 --- Loads weights from a safetensors or torch.save file into model, checking
 -- every key and shape first (nothing is loaded on error; the message names
 -- the file). o.map: "pytorchcv", "auto" (pytorchcv when its keys are
--- there) or a function(key) -> key (nil drops the key); o.prefix: only keys starting with it, stripped; o.strict (default
--- true).
+-- there) or a function(key) -> key (nil drops the key); o.prefix: only
+-- keys starting with it, stripped; o.strict (default true).
 function M.load_weights(model, path, o)
   o = o or {}
   local t = M.read_weights(path, o)

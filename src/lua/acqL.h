@@ -80,9 +80,10 @@ void acqL_open_optim(lua_State *L, int module);
 void acqL_open_runtime(lua_State *L, int module);
 void acqL_open_data(lua_State *L, int module);
 void acqL_open_pth(lua_State *L, int module);
-/* The whole file at path as a userdata (pushed); its size in *n. Raises
+/* The bytes of the file at path as a string (pushed), gzip decompressed as
+ * acq.read_file does; its length in *len (may be NULL). Raises
  * "<path>: <reason>" when it cannot be read. (l_data.c) */
-const char *acqL_slurp(lua_State *L, const char *path, size_t *n);
+const char *acqL_read_file(lua_State *L, const char *path, size_t *len);
 /* The string keys of the table at idx, sorted bytewise, in a userdata array
  * (pushed); raises "<path>: ..." for a key that is not a string. (l_data.c) */
 const char **acqL_sorted_names(lua_State *L, int idx, int *n, const char *path);

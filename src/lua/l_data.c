@@ -23,7 +23,6 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -248,10 +247,9 @@ static int l_st_save(lua_State *L) {
   return 0;
 }
 
-static int l_read_file(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+const char *acqL_read_file(lua_State *L, const char *path, size_t *len) {
   gzFile f = gzopen(path, "rb");
-  if (!f) return luaL_error(L, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+  if (!f) luaL_error(L, "%s: %s", path, errno ? strerror(errno) : "cannot open");
   luaL_Buffer B;
   luaL_buffinit(L, &B);
   for (;;) {
@@ -262,35 +260,21 @@ static int l_read_file(lua_State *L) {
       const char *m = gzerror(f, &code);
       lua_pushfstring(L, "%s: %s", path, code == Z_ERRNO ? strerror(errno) : m);
       gzclose(f);
-      return lua_error(L);
+      lua_error(L);
     }
     if (n == 0) break;
     luaL_addsize(&B, (size_t)n);
   }
   int zrc = gzclose(f);
   if (zrc != Z_OK)
-    return luaL_error(L, "%s: %s", path, zrc == Z_BUF_ERROR ? "truncated gzip stream" : "read error");
+    luaL_error(L, "%s: %s", path, zrc == Z_BUF_ERROR ? "truncated gzip stream" : "read error");
   luaL_pushresult(&B);
-  return 1;
+  return lua_tolstring(L, -1, len);
 }
 
-/* The whole file as a userdata (pushed); its size in *n. */
-const char *acqL_slurp(lua_State *L, const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) luaL_error(L, "%s: %s", path, strerror(errno));
-  long len = -1;
-  if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-  if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
-    fclose(f);
-    luaL_error(L, "%s: cannot find its size (not a regular file?)", path);
-  }
-  char *buf = lua_newuserdatauv(L, len ? (size_t)len : 1, 0);
-  size_t got = fread(buf, 1, (size_t)len, f);
-  int bad = ferror(f);
-  fclose(f);
-  if (bad || got != (size_t)len) luaL_error(L, "%s: read error", path);
-  *n = (size_t)len;
-  return buf;
+static int l_read_file(lua_State *L) {
+  acqL_read_file(L, luaL_checkstring(L, 1), NULL);
+  return 1;
 }
 
 /* acq.decode_image(path) -> u8 tensor [H, W, 3] (RGB; JPEG or PNG) */
@@ -298,7 +282,7 @@ static int l_decode_image(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   lua_settop(L, 1);
   size_t n;
-  const uint8_t *bytes = (const uint8_t *)acqL_slurp(L, path, &n);
+  const uint8_t *bytes = (const uint8_t *)acqL_read_file(L, path, &n);
   acqL_Tensor *b = acqL_newtensor(L);
   acq_image img;
   char err[256];
@@ -407,7 +391,6 @@ static int l_mkdir(lua_State *L) {
   return 0;
 }
 
-/* acq.isdir(path) -> true when path is an existing folder. */
 /* acq.listdir(path) -> the names in the folder, sorted bytewise (as Python's
  * sorted(os.listdir)), without "." and ".." */
 static int l_listdir(lua_State *L) {
@@ -435,6 +418,7 @@ static int l_listdir(lua_State *L) {
   return 1;
 }
 
+/* acq.isdir(path) -> true when path is an existing folder. */
 static int l_isdir(lua_State *L) {
   struct stat sb;
   lua_pushboolean(L, stat(luaL_checkstring(L, 1), &sb) == 0 && S_ISDIR(sb.st_mode));

@@ -7,8 +7,9 @@
  *       ({"state_dict": ..., "epoch": 90}): names join the path with dots.
  *   acq.pth.save(path, tensors)      (atomic; torch.load returns a dict)
  *
- * The file's bytes and the shim's list live in userdata closed by __gc, so a
- * failure at any point leaks nothing and returns nothing half-loaded.
+ * The file's bytes are a Lua string (acq.read_file's reader) and the shim's
+ * list lives in a userdata closed by __gc, so a failure at any point leaks
+ * nothing and returns nothing half-loaded.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@ static int l_pth_load(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   lua_settop(L, 1);
   size_t n;
-  const char *bytes = acqL_slurp(L, path, &n); /* 2 */
+  const char *bytes = acqL_read_file(L, path, &n); /* 2 */
   atc_named_list *l = lua_newuserdatauv(L, sizeof *l, 0); /* 3 */
   memset(l, 0, sizeof *l);
   luaL_setmetatable(L, ACQ_NAMED_MT);
