@@ -429,6 +429,78 @@ local function number_of(t)
   return t:item()
 end
 
+--- The state Algorithm 1 carries from iteration to iteration: Q =
+-- quantize(F, o.bits), the two optimizers, the sampling generator. a: as
+-- Run:train's argument; o: the options (bits, seed, lr_g, lr_q, wd_q).
+-- Returns s (see R.step) and Q's quantization plan.
+function R.state(a, o)
+  local F, G, coef = assert(a.F, "train: F"), assert(a.G, "train: G"), assert(a.coef, "train: coef")
+  F:requires_grad_(false)
+  local Q, plan = acq.quant.quantize(F, o.bits)
+  return {
+    F = F, G = G, Q = Q, coef = coef, rng = acq.generator(o.seed),
+    groups = a.groups or 2, target = a.target or "o_eval", classes = a.classes or G.classes,
+    optG = acq.optim.adam(G:parameters(), { lr = o.lr_g, betas = { 0.5, 0.999 } }),
+    optQ = acq.optim.sgd(Q:parameters(), { lr = o.lr_q, momentum = 0.9, nesterov = true, weight_decay = o.wd_q }),
+  }, plan
+end
+
+--- One iteration `it` of Algorithm 1 (what Run:train repeats; bench/iteration
+-- times it). s: {F, G, Q, optG, optQ, rng (the sampling generator), coef,
+-- groups (2: ACQ's paired groups, 1: GDFQ), target ("o_eval" or "labels"),
+-- classes}; o: the run's options (batch, warmup, lr_g, lr_q, decay_every,
+-- tau, kd_t, log_every, iters, device). mark(phase), when given, is called
+-- as each phase ends: "G forward", "F + losses", "backward", "optimizer",
+-- "Q step". Returns the metrics row of the iteration.
+function R.step(s, o, it, mark)
+  mark = mark or function() end
+  local F, G, Q, coef = s.F, s.G, s.Q, s.coef
+  local f = 0.1 ^ ((it - 1) // o.decay_every)
+  s.optG:lr(o.lr_g * f)
+  s.optQ:lr(o.lr_q * f)
+  if it == o.warmup + 1 then Q:quant_state "frozen" end
+  -- 1. sample two groups with shared (y, p)
+  local b = acq.gen.sample { batch = o.batch, classes = s.classes, positions = G.positions,
+    latent = G.latent, generator = s.rng, device = o.device }
+  local x1 = G(b.z1, b.y, b.p)
+  local x2 = s.groups == 2 and G(b.z2, b.y, b.p) or nil
+  mark "G forward"
+  -- 2. G step on eq. (15)
+  local LG, TG, ex = acq.loss.g_objective(F, { x1 = x1, x2 = x2, y = b.y, p = b.p, z1 = b.z1, z2 = b.z2 }, coef)
+  local lg = check_finite("L_G", LG, TG, G_TERMS)
+  mark "F + losses"
+  s.optG:zero_grad()
+  LG:backward()
+  mark "backward"
+  s.optG:step()
+  mark "optimizer"
+  -- 3. Q on the same samples, detached: calibrate (warm-up) or eq. (16)
+  local x = (x2 and acq.cat({ x1, x2 }, 0) or x1):detach()
+  local fl = ex.logits_eval:detach()
+  local yy = x2 and acq.cat({ b.y, b.y }, 0) or b.y -- the labels of [x1; x2]
+  local o_eval = fl:argmax(1)
+  local row = { iter = it, phase = it <= o.warmup and "warmup" or "train", L_G = lg }
+  if it <= o.warmup then
+    acq.no_grad(function() Q:forward(x, { bn = "eval" }) end)
+  else
+    local tgt = s.target == "labels" and yy or o_eval
+    local LQ, TQ = acq.loss.q_objective(Q:forward(x, { bn = "eval" }), fl, tgt, { tau = o.tau, T = o.kd_t })
+    row.L_Q = check_finite("L_Q", LQ, TQ, { "L_CE", "L_KD" })
+    s.optQ:zero_grad()
+    LQ:backward()
+    s.optQ:step()
+    row.Q_CE, row.Q_KD = TQ.L_CE:item(), TQ.L_KD:item()
+  end
+  if it % o.log_every == 0 or it == o.iters then
+    for _, k in ipairs(G_TERMS) do if TG[k] then row[k] = TG[k]:item() end end
+    if ex.cacm_m then row.cacm_m = ex.cacm_m:mean():item() end
+    row.fp_agree = o_eval:eq(yy):float():mean():item()
+    row.lr_g, row.lr_q = s.optG:lr(), s.optQ:lr()
+  end
+  mark "Q step"
+  return row
+end
+
 --- Algorithm 1. a = {F, G, coef, groups = 2 (1: GDFQ's single group),
 -- target = "o_eval" (ACQ) or "labels" (GDFQ), evaluate = function(Q) ->
 -- top1[, top5] (optional: real data reaches the run only through it),
@@ -436,16 +508,8 @@ end
 -- Returns {iter, q_top1, q_top5, interrupted, elapsed, dir, Q}.
 function Run:train(a)
   local o, dir = self.opts, self.dir
-  local F, G, coef = assert(a.F, "train: F"), assert(a.G, "train: G"), assert(a.coef, "train: coef")
-  local groups, target = a.groups or 2, a.target or "o_eval"
-  local classes = a.classes or G.classes
-  F:requires_grad_(false)
-  local Q, plan = acq.quant.quantize(F, o.bits)
-  local s = {
-    G = G, Q = Q, rng = acq.generator(o.seed),
-    optG = acq.optim.adam(G:parameters(), { lr = o.lr_g, betas = { 0.5, 0.999 } }),
-    optQ = acq.optim.sgd(Q:parameters(), { lr = o.lr_q, momentum = 0.9, nesterov = true, weight_decay = o.wd_q }),
-  }
+  local s, plan = R.state(a, o)
+  local F, G, Q, classes = s.F, s.G, s.Q, s.classes
   local ckpt = dir .. "/checkpoint.safetensors"
   local start, elapsed0 = 0, 0
   if o.resume then
@@ -472,47 +536,7 @@ function Run:train(a)
     say(("iteration %d: Q top-1 %.2f%%"):format(it, row.q_top1))
   end
 
-  local function iteration(it)
-    local f = 0.1 ^ ((it - 1) // o.decay_every)
-    s.optG:lr(o.lr_g * f)
-    s.optQ:lr(o.lr_q * f)
-    if it == o.warmup + 1 then Q:quant_state "frozen" end
-    -- 1. sample two groups with shared (y, p)
-    local b = acq.gen.sample { batch = o.batch, classes = classes, positions = G.positions,
-      latent = G.latent, generator = s.rng, device = o.device }
-    local x1 = G(b.z1, b.y, b.p)
-    local x2 = groups == 2 and G(b.z2, b.y, b.p) or nil
-    -- 2. G step on eq. (15)
-    local LG, TG, ex = acq.loss.g_objective(F, { x1 = x1, x2 = x2, y = b.y, p = b.p, z1 = b.z1, z2 = b.z2 }, coef)
-    local lg = check_finite("L_G", LG, TG, G_TERMS)
-    s.optG:zero_grad()
-    LG:backward()
-    s.optG:step()
-    -- 3. Q on the same samples, detached: calibrate (warm-up) or eq. (16)
-    local x = (x2 and acq.cat({ x1, x2 }, 0) or x1):detach()
-    local fl = ex.logits_eval:detach()
-    local yy = x2 and acq.cat({ b.y, b.y }, 0) or b.y -- the labels of [x1; x2]
-    local o_eval = fl:argmax(1)
-    local row = { iter = it, phase = it <= o.warmup and "warmup" or "train", L_G = lg }
-    if it <= o.warmup then
-      acq.no_grad(function() Q:forward(x, { bn = "eval" }) end)
-    else
-      local tgt = target == "labels" and yy or o_eval
-      local LQ, TQ = acq.loss.q_objective(Q:forward(x, { bn = "eval" }), fl, tgt, { tau = o.tau, T = o.kd_t })
-      row.L_Q = check_finite("L_Q", LQ, TQ, { "L_CE", "L_KD" })
-      s.optQ:zero_grad()
-      LQ:backward()
-      s.optQ:step()
-      row.Q_CE, row.Q_KD = TQ.L_CE:item(), TQ.L_KD:item()
-    end
-    if it % o.log_every == 0 or it == o.iters then
-      for _, k in ipairs(G_TERMS) do if TG[k] then row[k] = TG[k]:item() end end
-      if ex.cacm_m then row.cacm_m = ex.cacm_m:mean():item() end
-      row.fp_agree = o_eval:eq(yy):float():mean():item()
-      row.lr_g, row.lr_q = s.optG:lr(), s.optQ:lr()
-    end
-    return row
-  end
+  local function iteration(it) return R.step(s, o, it) end
 
   local function picture(it)
     draw(("%s/samples/iter_%06d.png"):format(dir, it), F, G, fixed)
