@@ -29,6 +29,12 @@ def read_safetensors(path):
     return out
 
 
+def read_safetensors_meta(path):
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n)).get("__metadata__", {})
+
+
 class BN(nn.BatchNorm2d):
     """BatchNorm2d with the paper's two inference modes and a stats recorder."""
     mode = "eval"
@@ -71,9 +77,10 @@ class ResNet20(nn.Module):
             setattr(self, f"layer{li}", nn.Sequential(Block(i, o, s), Block(o, o, 1), Block(o, o, 1)))
         self.fc = nn.Linear(64, classes)
 
-    def forward(self, x, mode="eval"):
-        """-> logits, backbone output (the attention input), BN input stats"""
-        BN.mode, BN.stats = mode, []
+    def forward(self, x, mode="eval", stats=True):
+        """-> logits, backbone output (the attention input), BN input stats
+        (None when stats is False)"""
+        BN.mode, BN.stats = mode, [] if stats else None
         x = Fn.relu(self.bn(self.conv(x)))
         a = self.layer3(self.layer2(self.layer1(x)))
         stats, BN.stats = BN.stats, None
@@ -130,3 +137,90 @@ def load_model(weights, cin=3, classes=10):
     for q in F.parameters():
         q.requires_grad_(False)
     return F
+
+
+def bns_mean(stats):  # GDFQ's code normalisation: per-layer MSE, averaged over layers
+    return sum(((m - rm) ** 2).mean() + ((v - rv) ** 2).mean() for m, v, rm, rv in stats) / len(stats)
+
+
+GDFQ = dict(alpha=0.1)
+
+
+def g_objective_gdfq(F, x, y, c=GDFQ):
+    """GDFQ's generator objective: L_CE + 0.1 L_BNS (mean form), F^eval only."""
+    le, _, se = F(x, "eval")
+    return Fn.cross_entropy(le, y) + c["alpha"] * bns_mean(se), le
+
+
+class Generator(nn.Module):
+    """GDFQ's generator body with ACQ's input eq. (11) (kind "acq":
+    (Emb_class(y) + z) * Emb_position(p)) or GDFQ's eq. (5) (kind "gdfq":
+    Emb_class(y) * z); acq's state-dict names (lua/acq/gen.lua). BN always
+    in train mode, middle BN eps 0.8 as GDFQ's code writes it."""
+
+    def __init__(self, kind, classes, size, channels, latent=100, width=128, eps=0.8):
+        super().__init__()
+        self.kind, self.width, self.init = kind, width, size // 4
+        self.label_emb = nn.Embedding(classes, latent)
+        if kind == "acq":
+            self.pos_emb = nn.Embedding(self.init * self.init, latent)
+        self.l1 = nn.Linear(latent, width * self.init * self.init)
+        self.bn0 = nn.BatchNorm2d(width)
+        self.conv1 = nn.Conv2d(width, width, 3, 1, 1)
+        self.bn1 = nn.BatchNorm2d(width, eps)
+        self.conv2 = nn.Conv2d(width, width // 2, 3, 1, 1)
+        self.bn2 = nn.BatchNorm2d(width // 2, eps)
+        self.conv3 = nn.Conv2d(width // 2, channels, 3, 1, 1)
+        self.bn_out = nn.BatchNorm2d(channels, affine=False)
+
+    def forward(self, z, y, p=None):
+        if self.kind == "acq":
+            h = (self.label_emb(y) + z) * self.pos_emb(p)
+        else:
+            h = self.label_emb(y) * z
+        h = self.l1(h).view(-1, self.width, self.init, self.init)
+        h = Fn.interpolate(self.bn0(h), scale_factor=2)
+        h = Fn.interpolate(Fn.leaky_relu(self.bn1(self.conv1(h)), 0.2), scale_factor=2)
+        h = Fn.leaky_relu(self.bn2(self.conv2(h)), 0.2)
+        return self.bn_out(torch.tanh(self.conv3(h)))
+
+
+def fake_quant(x, lo, hi, bits):
+    """eqs. (1)-(2) with a straight-through gradient (see src/quant/fakequant.h)."""
+    s = (hi - lo).clamp_min(1e-8) / (2 ** bits - 1)
+    b = lo / s + 2 ** (bits - 1)
+    q = (x.detach() / s - b).round().clamp(-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+    y = (q + b) * s
+    return y + (x - x.detach()) if x.requires_grad else y
+
+
+def quantize(F, bounds, bits=4):
+    """Q: a copy of F whose conv/linear layers fake-quantize their weight (per
+    output channel, current min/max) and input (per layer, frozen bounds
+    from `bounds`: name -> (lo, hi)); BN in eval mode; weights, biases and BN
+    affine parameters trainable."""
+    import copy
+    Q = copy.deepcopy(F)
+    for name, m in Q.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            lo, hi = bounds[name]
+
+            def forward(x, m=m, lo=lo, hi=hi):
+                w = m.weight
+                dims = tuple(range(1, w.dim()))
+                wq = fake_quant(w, w.detach().amin(dims, keepdim=True), w.detach().amax(dims, keepdim=True), bits)
+                xq = fake_quant(x, lo, hi, bits)
+                if isinstance(m, nn.Conv2d):
+                    return Fn.conv2d(xq, wq, m.bias, m.stride, m.padding)
+                return Fn.linear(xq, wq, m.bias)
+            m.forward = forward
+    for q in Q.parameters():
+        q.requires_grad_(True)
+    return Q
+
+
+def q_objective(q, f, target, tau=1.0):
+    """eq. (16): CE(q, target) + tau KL(softmax(f) || softmax(q)), batch mean, T = 1."""
+    lq, lf = Fn.log_softmax(q, 1), Fn.log_softmax(f.detach(), 1)
+    kd = (lf.exp() * (lf - lq)).sum() / q.shape[0]
+    return Fn.cross_entropy(q, target) + tau * kd
