@@ -36,6 +36,54 @@ describe("conv2d", function()
   end)
 end)
 
+describe("upsample2x_conv3x3: a x2 nearest upsampling and a 3x3 conv in one", function()
+  -- f64, non-square 5x7, 3 -> 4 channels: a swapped axis or a wrong fold of
+  -- the kernel rows gives a different value
+  acq.manual_seed(11)
+  local x0, w0, b0 = acq.randn(2, 3, 5, 7, {dtype = "f64"}), acq.randn(4, 3, 3, 3, {dtype = "f64"}),
+    acq.randn(4, {dtype = "f64"})
+  local g = acq.randn(2, 4, 10, 14, {dtype = "f64"})
+  local function run(f, bias)
+    local x, w = x0:clone():requires_grad_(true), w0:clone():requires_grad_(true)
+    local b = bias and b0:clone():requires_grad_(true) or nil
+    local y = f(x, w, b)
+    ;(y * g):sum():backward()
+    return y, x:grad(), w:grad(), b and b:grad()
+  end
+  local function composed(x, w, b)
+    return acq.conv2d(acq.upsample_nearest2d(x, {10, 14}), w, b, {padding = 1})
+  end
+
+  for _, bias in ipairs {true, false} do
+    it(("equals the composition, value and gradients (bias: %s)"):format(bias), function()
+      local y, gx, gw, gb = run(acq.upsample2x_conv3x3, bias)
+      local ry, rgx, rgw, rgb = run(composed, bias)
+      assert.same({2, 4, 10, 14}, y:shape())
+      H.close(y, ry, 1e-12, 1e-12, "y")
+      H.close(gx, rgx, 1e-12, 1e-12, "dx")
+      H.close(gw, rgw, 1e-12, 1e-12, "dw")
+      if bias then H.close(gb, rgb, 1e-12, 1e-12, "db") end
+    end)
+  end
+
+  it("a sequential runs upsample(2) + conv 3x3 through it, and other pairs as before", function()
+    acq.manual_seed(12)
+    local x = acq.randn(2, 3, 6, 5)
+    for _, opts in ipairs {{padding = 1}, {padding = 1, stride = 2}, {padding = 0}} do
+      local net = acq.nn.sequential {{"up", acq.nn.upsample(2)}, {"conv", acq.nn.conv2d(3, 4, 3, opts)}}
+      local sd = net:state_dict()
+      local want = acq.conv2d(acq.upsample_nearest2d(x, {12, 10}), sd["conv.weight"], sd["conv.bias"], opts)
+      H.rel(net(x), want, 1e-5, "sequential, stride " .. tostring(opts.stride))
+    end
+  end)
+
+  it("rejects a kernel that is not 3x3 or does not match the input channels", function()
+    local x = acq.randn(1, 3, 4, 4)
+    assert.matches("is not %[O,3,3,3%]", H.fails(acq.upsample2x_conv3x3, x, acq.randn(4, 3, 5, 5)))
+    assert.matches("is not %[O,3,3,3%]", H.fails(acq.upsample2x_conv3x3, x, acq.randn(4, 2, 3, 3)))
+  end)
+end)
+
 describe("batch_norm", function()
   -- channel 0: 1, 2, 3 (mean 2, biased var 2/3, unbiased 1)
   -- channel 1: 2, 4, 9 (mean 5, biased var 26/3, unbiased 13)

@@ -18,6 +18,17 @@ static int l_conv2d(lua_State *L) {
   return acqL_done(L, r);
 }
 
+/* acq.upsample2x_conv3x3(x, w [, b]) = conv2d(upsample_nearest2d(x, 2x), w, b,
+ * {padding = 1}) for w [O,C,3,3], without the upsampled tensor (what a
+ * sequential runs for an upsample(2) followed by such a conv). */
+static int l_upsample2x_conv3x3(lua_State *L) {
+  atc_tensor *x = acqL_checktensor(L, 1), *w = acqL_checktensor(L, 2), *b = acqL_opttensor(L, 3);
+  atc_status st;
+  acqL_Tensor *r = acqL_newtensor(L);
+  if (atc_upsample2x_conv3x3(&st, x, w, b, &r->h)) return acqL_fail(L, "upsample2x_conv3x3", &st);
+  return acqL_done(L, r);
+}
+
 /* acq.conv_transpose2d(x, w [, b [, {stride, padding, output_padding,
  * dilation, groups}]]) */
 static int l_conv_transpose2d(lua_State *L) {
@@ -165,6 +176,7 @@ static const luaL_Reg functions[] = {
     {"adaptive_avg_pool2d", l_adaptive_avg_pool2d},
     {"adaptive_max_pool2d", l_adaptive_max_pool2d},
     {"upsample_nearest2d", l_upsample_nearest2d},
+    {"upsample2x_conv3x3", l_upsample2x_conv3x3},
     {"upsample_bilinear2d", l_upsample_bilinear2d},
     {"softmax", l_softmax},
     {"log_softmax", l_log_softmax},

@@ -559,6 +559,16 @@ static int forward_leaf(atc_status *st, acq_fwd *c, acq_module *m, const atc_ten
   }
 }
 
+/* A x2 nearest upsampling followed by a plain 3x3 convolution (stride 1,
+ * padding 1, no quantizer, neither tapped): GDFQ's and ACQ's generators have
+ * two. atc_upsample2x_conv3x3 computes the pair in about half the work. */
+static int upsample_conv_pair(const acq_module *u, const acq_module *k) {
+  return u->kind == ACQ_M_UPSAMPLE && u->kernel[0] == 2 && u->kernel[1] == 2 && !u->tap &&
+         k->kind == ACQ_M_CONV2D && k->kernel[0] == 3 && k->kernel[1] == 3 && k->stride[0] == 1 &&
+         k->stride[1] == 1 && k->padding[0] == 1 && k->padding[1] == 1 && k->dilation[0] == 1 &&
+         k->dilation[1] == 1 && k->groups == 1 && !k->wq && !k->aq && !k->tap;
+}
+
 /* Runs children [from, to) in order; the identity when the range is empty. */
 static int run_chain(atc_status *st, acq_fwd *c, acq_module *m, int from, int to,
                      const atc_tensor *x, atc_tensor **out) {
@@ -566,6 +576,16 @@ static int run_chain(atc_status *st, acq_fwd *c, acq_module *m, int from, int to
   size_t len = strlen(c->path);
   for (int i = from; i < to; i++) {
     atc_tensor *next = NULL;
+    if (i + 1 < to && upsample_conv_pair(m->child[i], m->child[i + 1])) {
+      acq_module *k = m->child[++i];
+      snprintf(c->path + len, ACQ_PATH_MAX - len, len ? ".%s" : "%s", k->name);
+      int rc = atc_upsample2x_conv3x3(st, cur ? cur : x, k->params[0].t, k->params[1].t, &next);
+      c->path[len] = '\0';
+      atc_tensor_free(cur);
+      if (rc) return rc;
+      cur = next;
+      continue;
+    }
     snprintf(c->path + len, ACQ_PATH_MAX - len, len ? ".%s" : "%s", m->child[i]->name);
     int rc = acq_module_forward(st, c, m->child[i], cur ? cur : x, &next);
     c->path[len] = '\0';

@@ -8,12 +8,15 @@
 #include <ATen/ops/batch_norm.h>
 #include <ATen/ops/conv2d.h>
 #include <ATen/ops/conv_transpose2d.h>
+#include <ATen/ops/einsum.h>
 #include <ATen/ops/embedding.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/log_softmax.h>
 #include <ATen/ops/max_pool2d.h>
 #include <ATen/ops/one_hot.h>
 #include <ATen/ops/softmax.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/ops/upsample_bilinear2d.h>
 #include <ATen/ops/upsample_nearest2d.h>
 
@@ -122,6 +125,42 @@ int atc_upsample_nearest2d(atc_status *st, const atc_tensor *x,
   ATC_TRY
   need_4d(T(x), "upsample_nearest2d");
   put(out, at::upsample_nearest2d(T(x), pair(size, "size")));
+  ATC_END(st)
+}
+
+// conv3x3(upsample_nearest_x2(x)) without the upsampled tensor. Output pixel
+// (2i+a, 2j+b) of the composition sees low-resolution rows {i-1, i} (a = 0)
+// or {i, i+1} (a = 1), the 3 kernel rows folded onto 2 taps: [k0, k1+k2] or
+// [k0+k1, k2]; the same for columns. So the four phases (a, b) are 2x2
+// kernels W_ab = R_a W R_b^T on x itself: one 2x2 conv with padding 1 and
+// 4*O outputs computes them all at (n+1)x(m+1) positions, phase (a, b) at
+// offset (a, b); the phases are then interleaved. 16 (n+1)(m+1) instead of
+// 36 n m multiply-adds per (output, input) channel pair, the same value up
+// to rounding, and autograd carries the gradients of x, W and the bias.
+int atc_upsample2x_conv3x3(atc_status *st, const atc_tensor *xh, const atc_tensor *wh,
+                           const atc_tensor *bh, atc_tensor **out) {
+  ATC_TRY
+  const at::Tensor &x = T(xh), &w = T(wh);
+  need_4d(x, "upsample2x_conv3x3");
+  if (w.dim() != 4 || w.size(2) != 3 || w.size(3) != 3 || w.size(1) != x.size(1))
+    arg_error("upsample2x_conv3x3: weight " + c10::str(w.sizes()) + " is not [O," +
+              std::to_string(x.size(1)) + ",3,3]");
+  const int64_t O = w.size(0), I = w.size(1), N = x.size(0), n = x.size(2), m = x.size(3);
+  // R[a][tap][k]: which kernel rows fold onto each of the 2 taps of phase a
+  static const float fold[2][2][3] = {{{1, 0, 0}, {0, 1, 1}}, {{1, 1, 0}, {0, 0, 1}}};
+  at::Tensor R = at::tensor(at::ArrayRef<float>(&fold[0][0][0], 12), at::TensorOptions().dtype(at::kFloat))
+                     .view({2, 2, 3}).to(w.options().requires_grad(false));
+  at::Tensor w4 = at::einsum("atk,bsl,oikl->aboits", {R, R, w}).reshape({4 * O, I, 2, 2});
+  at::Tensor b4 = bh ? T(bh).repeat({4}) : at::Tensor();
+  at::Tensor y = at::conv2d(x, w4, b4, {1, 1}, {1, 1}).view({N, 2, 2, O, n + 1, m + 1});
+  at::Tensor rows[2];
+  for (int64_t a = 0; a < 2; a++) {
+    at::Tensor cols[2];
+    for (int64_t b = 0; b < 2; b++)
+      cols[b] = y.select(1, a).select(1, b).narrow(2, a, n).narrow(3, b, m);  // [N,O,n,m]
+    rows[a] = at::stack({cols[0], cols[1]}, -1);                              // [N,O,n,m,2]
+  }
+  put(out, at::stack({rows[0], rows[1]}, 3).view({N, O, 2 * n, 2 * m}));     // [N,O,n,2,m,2]
   ATC_END(st)
 }
 
