@@ -86,6 +86,13 @@ static int l_set_num_threads(lua_State *L) {
   return 0;
 }
 
+/* acq.set_channels_last(on) -> previous setting (see atc_set_channels_last) */
+static int l_set_channels_last(lua_State *L) {
+  luaL_checkany(L, 1);
+  lua_pushboolean(L, atc_set_channels_last(lua_toboolean(L, 1)));
+  return 1;
+}
+
 static int l_num_threads(lua_State *L) {
   lua_pushinteger(L, atc_num_threads());
   return 1;
@@ -212,6 +219,7 @@ static const luaL_Reg functions[] = {
     {"manual_seed", l_manual_seed},
     {"generator", l_generator},
     {"set_num_threads", l_set_num_threads},
+    {"set_channels_last", l_set_channels_last},
     {"num_threads", l_num_threads},
     {"cuda_device_count", l_cuda_device_count},
     {"cuda_is_available", l_cuda_is_available},

@@ -402,6 +402,13 @@ ATC_API int  atc_generator_set_state(atc_status *st, atc_generator *g,
                                      const atc_tensor *state);
 ATC_API int  atc_set_num_threads(atc_status *st, int n);
 ATC_API int  atc_num_threads(void);
+/* Convolutions of 4-d float CPU tensors run in channels-last layout (their
+ * input and weight are converted when they are not already; outputs are
+ * channels-last and later layers keep it), so oneDNN needs no reorders.
+ * Off by default: on the 2-core development machine it made the forward
+ * passes ~10 % faster and the backward passes as much slower (bench/README.md).
+ * Returns the previous setting. */
+ATC_API int  atc_set_channels_last(int on);
 ATC_API int  atc_cuda_device_count(void);         /* 0 without CUDA support */
 ATC_API const char *atc_version(void);            /* libtorch version       */
 

@@ -2,6 +2,8 @@
 // linear, pooling, upsampling, softmax, embedding, one-hot.
 #include "atc_internal.hpp"
 
+#include <atomic>
+
 #include <ATen/ops/adaptive_avg_pool2d.h>
 #include <ATen/ops/adaptive_max_pool2d.h>
 #include <ATen/ops/avg_pool2d.h>
@@ -28,6 +30,16 @@ at::IntArrayRef pair(const int64_t *p, const char *what) {
   return at::IntArrayRef(p, 2);
 }
 
+std::atomic<bool> channels_last{false};
+
+// The layout a convolution runs in (atc_set_channels_last).
+at::Tensor conv_layout(const at::Tensor &t) {
+  if (!channels_last.load(std::memory_order_relaxed) || t.dim() != 4 || !t.device().is_cpu() ||
+      t.scalar_type() != at::kFloat)
+    return t;
+  return t.contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 void need_4d(const at::Tensor &x, const char *op) {
   if (x.dim() != 4)
     arg_error(std::string(op) + ": expected a 4-d input [N,C,H,W], got " +
@@ -38,12 +50,14 @@ void need_4d(const at::Tensor &x, const char *op) {
 
 extern "C" {
 
+int atc_set_channels_last(int on) { return channels_last.exchange(on != 0) ? 1 : 0; }
+
 int atc_conv2d(atc_status *st, const atc_tensor *x, const atc_tensor *w,
                const atc_tensor *b, const int64_t stride[2],
                const int64_t padding[2], const int64_t dilation[2],
                int64_t groups, atc_tensor **out) {
   ATC_TRY
-  put(out, at::conv2d(T(x), T(w), opt(b), pair(stride, "stride"),
+  put(out, at::conv2d(conv_layout(T(x)), conv_layout(T(w)), opt(b), pair(stride, "stride"),
                       pair(padding, "padding"), pair(dilation, "dilation"),
                       groups));
   ATC_END(st)
@@ -152,15 +166,23 @@ int atc_upsample2x_conv3x3(atc_status *st, const atc_tensor *xh, const atc_tenso
                      .view({2, 2, 3}).to(w.options().requires_grad(false));
   at::Tensor w4 = at::einsum("atk,bsl,oikl->aboits", {R, R, w}).reshape({4 * O, I, 2, 2});
   at::Tensor b4 = bh ? T(bh).repeat({4}) : at::Tensor();
-  at::Tensor y = at::conv2d(x, w4, b4, {1, 1}, {1, 1}).view({N, 2, 2, O, n + 1, m + 1});
+  at::Tensor y = at::conv2d(conv_layout(x), conv_layout(w4), b4, {1, 1}, {1, 1}).view({N, 2, 2, O, n + 1, m + 1});
+  // interleave the phases; keep the layout the conv produced (channels-last
+  // stays channels-last for the layers after it)
+  const bool cl = y.is_contiguous(at::MemoryFormat::ChannelsLast) && !y.is_contiguous();
   at::Tensor rows[2];
   for (int64_t a = 0; a < 2; a++) {
     at::Tensor cols[2];
-    for (int64_t b = 0; b < 2; b++)
+    for (int64_t b = 0; b < 2; b++) {
       cols[b] = y.select(1, a).select(1, b).narrow(2, a, n).narrow(3, b, m);  // [N,O,n,m]
-    rows[a] = at::stack({cols[0], cols[1]}, -1);                              // [N,O,n,m,2]
+      if (cl) cols[b] = cols[b].permute({0, 2, 3, 1});                        // [N,n,m,O]
+    }
+    rows[a] = at::stack({cols[0], cols[1]}, cl ? 3 : -1);  // [N,n,m,2,O] or [N,O,n,m,2]
   }
-  put(out, at::stack({rows[0], rows[1]}, 3).view({N, O, 2 * n, 2 * m}));     // [N,O,n,2,m,2]
+  if (cl)  // [N,n,2,m,2,O] -> [N,2n,2m,O] -> [N,O,2n,2m] (channels-last strides)
+    put(out, at::stack({rows[0], rows[1]}, 2).view({N, 2 * n, 2 * m, O}).permute({0, 3, 1, 2}));
+  else     // [N,O,n,2,m,2] -> [N,O,2n,2m]
+    put(out, at::stack({rows[0], rows[1]}, 3).view({N, O, 2 * n, 2 * m}));
   ATC_END(st)
 }
 
