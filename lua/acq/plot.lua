@@ -135,7 +135,8 @@ plot.LABELS = { cacm_m = "M(p), eq. (10)", fp_agree = "F: argmax = y", q_top1 = 
 local BLUE, BLACK, GREY, RED = { 31, 90, 180 }, { 0, 0, 0 }, { 170, 170, 170 }, { 200, 40, 40 }
 
 --- Draws one panel of series `name` from rows into canvas c at (x, y).
-function plot.panel(c, x, y, w, h, name, rows)
+-- range = {lo, hi} fixes the y axis (it is fitted to the data otherwise).
+function plot.panel(c, x, y, w, h, name, rows, range)
   local pts = {}
   for _, r in ipairs(rows) do
     local v = r[name]
@@ -150,6 +151,7 @@ function plot.panel(c, x, y, w, h, name, rows)
   for _, p in ipairs(pts) do
     lo, hi = math.min(lo, p[2]), math.max(hi, p[2])
   end
+  if range then lo, hi = math.min(lo, range[1]), math.max(hi, range[2]) end
   if hi == lo then hi, lo = hi + 0.5 * math.max(1e-12, math.abs(hi)), lo - 0.5 * math.max(1e-12, math.abs(lo)) end
   local function px(it) return x1 > x0 and left + 2 + (right - left - 4) * (it - x0) / (x1 - x0) or (left + right) / 2 end
   local function py(v) return bottom - 2 - (bottom - top - 4) * (v - lo) / (hi - lo) end

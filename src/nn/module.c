@@ -424,16 +424,8 @@ static int record_stats(atc_status *st, acq_fwd *c, acq_module *m, const atc_ten
     c->stats = s;
     c->capstats = cap;
   }
-  static const int64_t dims[3] = {0, 2, 3};
-  atc_meta meta;
-  if (atc_tensor_meta(st, x, &meta)) return st->code;
-  int nd = meta.ndim == 4 ? 3 : 1; /* [N,C,H,W] or [N,C] */
   atc_tensor *mean = NULL, *var = NULL;
-  if (atc_reduce(st, ATC_MEAN, x, dims, nd, 0, &mean) ||
-      atc_var(st, x, dims, nd, /*unbiased=*/0, 0, 0, &var)) {
-    atc_tensor_free(mean);
-    return st->code;
-  }
+  if (atc_channel_stats(st, x, &mean, &var)) return st->code;
   acq_bnstat *s = &c->stats[c->nstats++];
   s->bn = m;
   snprintf(s->path, sizeof s->path, "%s", c->path);

@@ -288,6 +288,25 @@ int atc_var(atc_status *st, const atc_tensor *a, const int64_t *d, int nd,
   ATC_END(st)
 }
 
+int atc_channel_stats(atc_status *st, const atc_tensor *xh, atc_tensor **mean,
+                      atc_tensor **var) {
+  ATC_TRY
+  if (!mean || !var) arg_error("NULL output pointer");
+  const at::Tensor &x = T(xh);
+  if (x.dim() != 2 && x.dim() != 4)
+    arg_error("channel_stats: expected [N,C] or [N,C,H,W], got shape " + c10::str(x.sizes()));
+  std::vector<int64_t> red = x.dim() == 4 ? std::vector<int64_t>{0, 2, 3} : std::vector<int64_t>{0};
+  at::Tensor m = x.mean(red);
+  // (x - m) with m detached: the gradient through m is sum(x - m) = 0 times
+  // something, so leaving it out is exact and saves a reduction in backward
+  at::Tensor md = x.dim() == 4 ? m.detach().view({1, -1, 1, 1}) : m.detach();
+  at::Tensor c = x.sub(md);
+  at::Tensor v = c.mul(c).mean(red);
+  *mean = release(std::move(m));
+  *var = release(std::move(v));
+  ATC_END(st)
+}
+
 int atc_minmax_dim(atc_status *st, int is_max, const atc_tensor *a,
                    int64_t dim, int keepdim, atc_tensor **values,
                    atc_tensor **indices) {

@@ -1,0 +1,66 @@
+-- bench/soak.lua [ITERS] [EVERY] [B] [SHAPE] [THREADS] [OUT]
+--   runs ITERS (10000) ACQ iterations of recipe.step (the runner's code: a
+--   50-iteration warm-up, then G and Q steps) on ResNet-20 with random
+--   weights, B (4) samples per group of SHAPE (28x28x1), and records the
+--   resident memory (VmRSS) every EVERY (500) iterations. Writes OUT.jsonl
+--   and OUT.png (default bench/soak) and prints the table and the change
+--   from iteration EVERY to the last.
+--   bench/soak.lua --smoke: 40 iterations, every 10, into a temporary file.
+local acq = require "acq"
+local recipe = require "acq.recipe"
+
+local smoke = arg[1] == "--smoke"
+local a = smoke and { 40, 10, 2, "28x28x1", 1, os.tmpname() } or arg
+local iters, every, B = tonumber(a[1]) or 10000, tonumber(a[2]) or 500, tonumber(a[3]) or 4
+local shape, threads, out = a[4] or "28x28x1", tonumber(a[5]) or 1, a[6] or "bench/soak"
+acq.set_num_threads(threads)
+
+local function status(key)
+  local f = assert(io.open("/proc/self/status"))
+  local s = f:read("a")
+  f:close()
+  return tonumber(s:match(key .. ":%s*(%d+)")) / 1024
+end
+
+local h, c = shape:match("^(%d+)x%d+x(%d+)$")
+h, c = tonumber(h), tonumber(c)
+acq.manual_seed(20261125)
+local F = acq.models.resnet20 { classes = 10, in_channels = c }
+for _ = 1, 5 do F:forward(acq.randn(64, c, h, h), { bn = "train" }) end
+local G = acq.gen.acq { classes = 10, size = h, channels = c, positions = (h // 4) * (h // 4) }
+local o = { bits = "w4a4", seed = 7, lr_g = 1e-3, lr_q = 1e-4, wd_q = 1e-4, batch = B, warmup = 50,
+  decay_every = 20000, tau = 1, kd_t = 1, log_every = 100, iters = iters }
+local s = recipe.state({ F = F, G = G, coef = acq.loss.coefficients("cifar10") }, o)
+
+local rows, log = {}, assert(io.open(out .. ".jsonl", "w"))
+local bar = acq.progress.new { total = iters, label = "soak" }
+local t0 = acq.clock()
+for it = 1, iters do
+  local row = recipe.step(s, o, it)
+  if it % every == 0 then
+    local r = { iter = it, rss_mb = status("VmRSS"), peak_mb = status("VmHWM"), L_G = row.L_G,
+      sec = acq.clock() - t0 }
+    rows[#rows + 1] = r
+    log:write(acq.json.encode(r), "\n")
+    log:flush()
+  end
+  bar:update(it, { L_G = row.L_G })
+end
+bar:finish()
+log:close()
+
+print(("ACQ %s, %d per group, %d thread(s), %d iterations, %.0f s"):format(shape, B, threads, iters, acq.clock() - t0))
+print("| iteration | resident MB | peak MB |")
+print("|---:|---:|---:|")
+for _, r in ipairs(rows) do print(("| %d | %.1f | %.1f |"):format(r.iter, r.rss_mb, r.peak_mb)) end
+local first, last = rows[1], rows[#rows]
+print(("resident memory at %d: %.1f MB, at %d: %.1f MB (%+.2f %%)"):format(first.iter, first.rss_mb, last.iter,
+  last.rss_mb, 100 * (last.rss_mb - first.rss_mb) / first.rss_mb))
+if smoke then
+  os.remove(out .. ".jsonl")
+else
+  local cv = acq.plot.canvas(640, 260)
+  cv:text(10, 8, ("resident memory, MB (ACQ %s, %d/group; x: iteration)"):format(shape, B), { 0, 0, 0 }, 2)
+  acq.plot.panel(cv, 10, 36, 620, 216, "rss_mb", rows, { 0, last.rss_mb })
+  acq.image.save(out .. ".png", cv:tensor())
+end
