@@ -4,3 +4,4 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/iteration.sh" --smoke
 "${ACQLUA:-$(dirname "$here")/build/bin/acqlua}" "$here/soak.lua" --smoke
+"$here/scaling.sh" --smoke
