@@ -61,6 +61,18 @@ describe("folders and processors", function()
     os.execute("rm -rf '" .. root .. "'")
   end)
 
+  it("OpenBLAS runs on the calling thread unless OPENBLAS_NUM_THREADS says otherwise", function()
+    local prev = acq.set_blas_threads()
+    if prev == nil then return end -- the process's BLAS is not OpenBLAS: nothing to set
+    assert.equal(1, prev)
+    assert.equal(1, acq.set_blas_threads(3))
+    assert.equal(3, acq.set_blas_threads(1))
+    assert.matches("need at least 1 thread, got 0", H.fails(acq.set_blas_threads, 0))
+    local acqlua = os.getenv("ACQLUA") or "build/bin/acqlua"
+    local out = H.run("OPENBLAS_NUM_THREADS=2 " .. acqlua .. [[ -e 'print(require("acq").set_blas_threads())']])
+    assert.equal("2", out:match("%d+"))
+  end)
+
   it("cpu_count agrees with nproc", function()
     local out = H.run("nproc --all")
     assert.equal(tonumber(out:match("%d+")), acq.cpu_count())

@@ -3,11 +3,14 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "acqL.h"
+
+#include <stdlib.h>
 
 static uint64_t checkseed(lua_State *L, int idx) {
   int isint;
@@ -90,6 +93,17 @@ static int l_set_num_threads(lua_State *L) {
 static int l_set_channels_last(lua_State *L) {
   luaL_checkany(L, 1);
   lua_pushboolean(L, atc_set_channels_last(lua_toboolean(L, 1)));
+  return 1;
+}
+
+/* acq.set_blas_threads([n]) -> OpenBLAS's previous thread count, or nil when
+ * the BLAS is not OpenBLAS; without n it only reads it */
+static int l_set_blas_threads(lua_State *L) {
+  int n = (int)luaL_optinteger(L, 1, 0);
+  if (lua_gettop(L) >= 1 && n < 1) return luaL_error(L, "set_blas_threads: need at least 1 thread, got %d", n);
+  int prev = atc_set_blas_threads(n);
+  if (prev < 0) lua_pushnil(L);
+  else lua_pushinteger(L, prev);
   return 1;
 }
 
@@ -221,6 +235,7 @@ static const luaL_Reg functions[] = {
     {"set_num_threads", l_set_num_threads},
     {"set_channels_last", l_set_channels_last},
     {"num_threads", l_num_threads},
+    {"set_blas_threads", l_set_blas_threads},
     {"cuda_device_count", l_cuda_device_count},
     {"cuda_is_available", l_cuda_is_available},
     {"memory", l_memory},
@@ -228,6 +243,8 @@ static const luaL_Reg functions[] = {
     {NULL, NULL}};
 
 void acqL_open_runtime(lua_State *L, int module) {
+  /* OpenBLAS on the calling thread unless the user chose its thread count */
+  if (!getenv("OPENBLAS_NUM_THREADS")) atc_set_blas_threads(1);
   if (luaL_newmetatable(L, ACQ_GENERATOR_MT)) {
     lua_pushcfunction(L, l_generator_free);
     lua_setfield(L, -2, "__gc");

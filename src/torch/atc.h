@@ -415,6 +415,10 @@ ATC_API int  atc_num_threads(void);
  * passes ~10 % faster and the backward passes as much slower (bench/README.md).
  * Returns the previous setting. */
 ATC_API int  atc_set_channels_last(int on);
+/* OpenBLAS's own thread count (n < 1: only read it). Returns the previous
+ * count, or -1 when the process's BLAS is not OpenBLAS. The runtime sets 1
+ * when it opens: ATen's pool is the parallelism (see atc_runtime.cpp). */
+ATC_API int  atc_set_blas_threads(int n);
 ATC_API int  atc_cuda_device_count(void);         /* 0 without CUDA support */
 ATC_API const char *atc_version(void);            /* libtorch version       */
 

@@ -8,6 +8,8 @@
 #include <ATen/core/Generator.h>
 #include <torch/csrc/api/include/torch/version.h>
 
+#include <dlfcn.h>
+
 using namespace atc;
 
 extern "C" {
@@ -87,6 +89,36 @@ int atc_num_threads(void) {
   } catch (...) {
     return 1;
   }
+}
+
+// OpenBLAS (Debian's libblas.so.3 when libopenblas0-pthread is installed)
+// keeps a pool of its own threads beside ATen's OpenMP pool, and its idle
+// workers spin on sched_yield: with ATen at 2 threads on 2 cores, one
+// Algorithm 1 iteration took ~30 % longer than with OpenBLAS on the calling
+// thread (bench/README.md). Found in whichever library the process loaded.
+namespace {
+typedef void (*blas_set_fn)(int);
+typedef int (*blas_get_fn)(void);
+void *openblas_symbol(const char *name) {
+  if (void *f = dlsym(RTLD_DEFAULT, name)) return f;
+  for (const char *lib : {"libopenblas.so.0", "libblas.so.3"}) {
+    void *h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD);
+    if (!h) continue;
+    void *f = dlsym(h, name);
+    dlclose(h);  // RTLD_NOLOAD took a reference to a library that stays loaded
+    if (f) return f;
+  }
+  return nullptr;
+}
+}  // namespace
+
+int atc_set_blas_threads(int n) {
+  auto get = reinterpret_cast<blas_get_fn>(openblas_symbol("openblas_get_num_threads"));
+  auto set = reinterpret_cast<blas_set_fn>(openblas_symbol("openblas_set_num_threads"));
+  if (!get || !set) return -1;
+  int prev = get();
+  if (n >= 1) set(n);
+  return prev;
 }
 
 int atc_cuda_device_count(void) {
