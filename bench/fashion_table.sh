@@ -11,16 +11,21 @@
 # claimed with a lock folder (<row>.lock), so two copies of the script can
 # share the rows (THREADS=1 each on 2 cores). Remove stale locks by hand
 # after a crash.
+#
+# Variants: TAG=name puts the runs under runs/table-s<SEED>-i<ITERS>-<TAG>/
+# (so rows with other ACQ options never mix with the plain table), and
+# ROWS="acq_w4a4 acq_w5a5" runs only the named rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITERS=${1:-800}; SEED=${2:-0}; shift $(( $# > 2 ? 2 : $# ))
 ACQ_OPTS=("$@")
-ROOT=runs/table-s${SEED}-i${ITERS}
+ROOT=runs/table-s${SEED}-i${ITERS}${TAG:+-$TAG}
 ACQLUA=${ACQLUA:-build/bin/acqlua}
 COMMON=(--iters "$ITERS" --warmup $((ITERS / 8)) --seed "$SEED" --eval-every $((ITERS / 4)) --threads "${THREADS:-0}")
 
 row() { # name recipe args...
   local name=$1 recipe=$2; shift 2
+  if [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $name "* ]]; then return; fi
   if [ -f "$ROOT/$name/result.json" ]; then return; fi
   mkdir "$ROOT/$name.lock" 2>/dev/null || return 0
   if [ -d "$ROOT/$name" ] && [ -f "$ROOT/$name/checkpoint.safetensors" ]; then
