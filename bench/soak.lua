@@ -2,7 +2,9 @@
 --   runs ITERS (10000) ACQ iterations of recipe.step (the runner's code: a
 --   50-iteration warm-up, then G and Q steps) on ResNet-20 with random
 --   weights, B (4) samples per group of SHAPE (28x28x1), and records the
---   resident memory (VmRSS) every EVERY (500) iterations. Writes OUT.jsonl
+--   resident memory (VmRSS) every EVERY (500) iterations, with the live
+--   tensors Lua holds and the malloc heap in use and kept free (acq.memory):
+--   a flat heap_used with a growing RSS is fragmentation, not a leak. Writes OUT.jsonl
 --   and OUT.png (default bench/soak) and prints the table and the change
 --   from iteration EVERY to the last.
 --   bench/soak.lua --smoke: 40 iterations, every 10, into a temporary file.
@@ -38,8 +40,11 @@ local t0 = acq.clock()
 for it = 1, iters do
   local row = recipe.step(s, o, it)
   if it % every == 0 then
+    collectgarbage()
+    local m = acq.memory()
     local r = { iter = it, rss_mb = status("VmRSS"), peak_mb = status("VmHWM"), L_G = row.L_G,
-      sec = acq.clock() - t0 }
+      sec = acq.clock() - t0, tensors = m.tensors, heap_used_mb = m.heap_used and m.heap_used / 2 ^ 20,
+      heap_free_mb = m.heap_free and m.heap_free / 2 ^ 20 }
     rows[#rows + 1] = r
     log:write(acq.json.encode(r), "\n")
     log:flush()
@@ -50,12 +55,19 @@ bar:finish()
 log:close()
 
 print(("ACQ %s, %d per group, %d thread(s), %d iterations, %.0f s"):format(shape, B, threads, iters, acq.clock() - t0))
-print("| iteration | resident MB | peak MB |")
-print("|---:|---:|---:|")
-for _, r in ipairs(rows) do print(("| %d | %.1f | %.1f |"):format(r.iter, r.rss_mb, r.peak_mb)) end
+print("| iteration | resident MB | peak MB | live tensors | heap in use MB | heap kept free MB |")
+print("|---:|---:|---:|---:|---:|---:|")
+for _, r in ipairs(rows) do
+  print(("| %d | %.1f | %.1f | %d | %.1f | %.1f |"):format(r.iter, r.rss_mb, r.peak_mb, r.tensors,
+    r.heap_used_mb or 0 / 0, r.heap_free_mb or 0 / 0))
+end
 local first, last = rows[1], rows[#rows]
 print(("resident memory at %d: %.1f MB, at %d: %.1f MB (%+.2f %%)"):format(first.iter, first.rss_mb, last.iter,
   last.rss_mb, 100 * (last.rss_mb - first.rss_mb) / first.rss_mb))
+if first.heap_used_mb then
+  print(("heap in use at %d: %.1f MB, at %d: %.1f MB (%+.2f %%)"):format(first.iter, first.heap_used_mb, last.iter,
+    last.heap_used_mb, 100 * (last.heap_used_mb - first.heap_used_mb) / first.heap_used_mb))
+end
 if smoke then
   os.remove(out .. ".jsonl")
 else

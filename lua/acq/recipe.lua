@@ -445,6 +445,8 @@ function R.state(a, o)
   }, plan
 end
 
+local TRIM_EVERY = 100 -- iterations between acq.trim_memory() calls (see R.step)
+
 --- One iteration `it` of Algorithm 1 (what Run:train repeats; bench/iteration
 -- times it). s: {F, G, Q, optG, optQ, rng (the sampling generator), coef,
 -- groups (2: ACQ's paired groups, 1: GDFQ), target ("o_eval" or "labels"),
@@ -498,6 +500,10 @@ function R.step(s, o, it, mark)
     row.lr_g, row.lr_q = s.optG:lr(), s.optQ:lr()
   end
   mark "Q step"
+  -- hand the heap's free pages back now and then: acqlua keeps freed heap
+  -- between iterations (fewer page faults), and without this fragmentation
+  -- raised the resident size by ~10 % over 10,000 iterations (bench/soak)
+  if it % TRIM_EVERY == 0 then acq.trim_memory() end
   return row
 end
 

@@ -2,6 +2,7 @@
  * l_runtime.c -- seeds, generators, threads, devices and the memory report.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,31 @@ static int l_memory(lua_State *L) {
   lua_setfield(L, -2, "peak_bytes");
   lua_pushinteger(L, (lua_Integer)m->collections);
   lua_setfield(L, -2, "collections");
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  /* the process's malloc heap: bytes in use (allocated blocks, mmapped ones
+   * included) and bytes freed but kept (so a flat heap_used tells a growing
+   * resident size from fragmentation or kept free memory, not a leak) */
+  struct mallinfo2 mi = mallinfo2();
+  lua_pushinteger(L, (lua_Integer)(mi.uordblks + mi.hblkhd));
+  lua_setfield(L, -2, "heap_used");
+  lua_pushinteger(L, (lua_Integer)mi.fordblks);
+  lua_setfield(L, -2, "heap_free");
+#endif
+  return 1;
+}
+
+/* acq.trim_memory() -> true when memory went back to the system. Hands the
+ * malloc heap's free pages back (malloc_trim: the top of the heap and the
+ * free pages inside it, in every arena). acqlua keeps freed heap between
+ * iterations (see runtime/acqlua.c), which saves page faults but lets
+ * fragmentation raise the resident size step by step over a long run;
+ * the runner calls this every 100 iterations. A no-op without glibc. */
+static int l_trim_memory(lua_State *L) {
+#ifdef __GLIBC__
+  lua_pushboolean(L, malloc_trim(0));
+#else
+  lua_pushboolean(L, 0);
+#endif
   return 1;
 }
 
@@ -239,6 +265,7 @@ static const luaL_Reg functions[] = {
     {"cuda_device_count", l_cuda_device_count},
     {"cuda_is_available", l_cuda_is_available},
     {"memory", l_memory},
+    {"trim_memory", l_trim_memory},
     {"torch_version", l_torch_version},
     {NULL, NULL}};
 
