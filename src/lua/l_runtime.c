@@ -11,8 +11,6 @@
 
 #include "acqL.h"
 
-#include <stdlib.h>
-
 static uint64_t checkseed(lua_State *L, int idx) {
   int isint;
   lua_Integer s = lua_tointegerx(L, idx, &isint);
