@@ -70,6 +70,31 @@ describe("memory", function()
     assert.is_true(math.abs(live[2] - live[1]) < 20, ("live tensor handles: %s"):format(table.concat(live, ", ")))
   end)
 
+  it("acq.supervised.train collects the handles of the step before it", function()
+    acq.manual_seed(4)
+    local ds = { images = (acq.rand({ 96, 1, 28, 28 }) * 255):to("u8"), labels = acq.randint(0, 10, { 96 }),
+      mean = { 0.5 }, std = { 0.25 } }
+    local F = acq.models.resnet20 { classes = 10, in_channels = 1 }
+    local live, new = {}, acq.progress.new
+    acq.progress.new = function(o)
+      local bar = new(o)
+      local update = bar.update
+      bar.update = function(b, step, ...)
+        live[step] = acq.memory().tensors
+        return update(b, step, ...)
+      end
+      return bar
+    end
+    local ok, err = pcall(acq.supervised.train, F, ds, { epochs = 1, batch = 16, label = "spec" })
+    acq.progress.new = new
+    assert(ok, err)
+    assert.equal(6, #live)
+    for step = 3, 6 do
+      assert.is_true(math.abs(live[step] - live[2]) < 10,
+        ("live tensor handles after each step: %s"):format(table.concat(live, ", ")))
+    end
+  end)
+
   it("acq.trim_memory gives the freed heap back; heap_used follows the live blocks", function()
     collectgarbage()
     local ts = {}

@@ -47,6 +47,7 @@ function S.train(model, ds, opts)
   for epoch = 1, epochs do
     local sum, count = 0, 0
     for x, y in acq.data.loader(ds, { batch_size = bs, shuffle = true, generator = g, drop_last = true }) do
+      collectgarbage() -- the last step's tensor handles (see recipe.step)
       if opts.flip ~= false then x = random_flip(x, g) end
       opt:lr(S.one_cycle(step, total, lr))
       local logits = model:forward(x, { bn = "train" })
