@@ -7,14 +7,14 @@
 --     a few calibration iterations. METHOD: acq | gdfq; SHAPE: 28x28x1 |
 --     32x32x3; B: samples per group.
 --   acqlua bench/iteration.lua FILE ITERS WARMUP THREADS
---     runs WARMUP + ITERS iterations of recipe.step (the runner's own code)
+--     runs WARMUP + ITERS iterations of alg:iteration (the runner's own code)
 --     from that state and prints one line of JSON: the median ms per
 --     iteration and per phase, the first iteration's L_G and L_Q (to check
 --     that PyTorch computed the same thing) and the peak resident memory.
 -- bench/iteration.py is the same iteration in PyTorch; bench/iteration.sh
 -- runs both, interleaved.
 local acq = require "acq"
-local recipe = require "acq.recipe"
+local A = require "acq.algorithm"
 
 local CALIBRATE = 4 -- calibration iterations in --prepare (Q's bounds)
 
@@ -31,12 +31,11 @@ local function setup(method, shape, B)
   else
     error("method must be acq or gdfq, got " .. tostring(method))
   end
-  local o = { bits = "w4a4", seed = 7, lr_g = 1e-3, lr_q = 1e-4, wd_q = 1e-4, batch = B,
-    warmup = CALIBRATE, decay_every = 20000, tau = 1, kd_t = 1, log_every = 1e9, iters = 1e9 }
-  local a = method == "acq"
-      and { F = F, G = G, coef = acq.loss.coefficients("cifar10") }
-      or { F = F, G = G, coef = acq.loss.coefficients("gdfq"), groups = 1, target = "labels" }
-  return F, G, a, o
+  -- Adam 1e-3 for G, SGD 1e-4 (Nesterov, weight decay 1e-4) for Q: acq.algorithm's defaults
+  local a = { F = F, G = G, bits = "w4a4", seed = 7, batch = B, warmup = CALIBRATE, log_every = 1e9, iters = 1e9,
+    g_objective = acq.objective.acq_g(acq.loss.coefficients(method == "acq" and "cifar10" or "gdfq")) }
+  if method ~= "acq" then a.groups, a.target = 1, "labels" end
+  return F, G, a
 end
 
 local function peak_rss_mb()
@@ -51,17 +50,18 @@ end
 if arg[1] == "--prepare" then
   local path, method, shape, B = arg[2], arg[3], arg[4], tonumber(arg[5])
   acq.manual_seed(20261125)
-  local F, G, a, o = setup(method, shape, B)
+  local F, G, a = setup(method, shape, B)
   local c = F:state_dict()["conv.weight"]:size(1)
   local h = tonumber(shape:match("^(%d+)"))
   -- running statistics of N(0,1) images, so L_BNS is not trivial
   for _ = 1, 5 do F:forward(acq.randn(64, c, h, h), { bn = "train" }) end
-  local s = recipe.state(a, o)
-  for it = 1, CALIBRATE do recipe.step(s, o, it) end
+  local alg = A.new(a)
+  local body = A.body(alg)
+  for it = 1, CALIBRATE do alg:iteration(it, body) end
   local t = {}
   for k, v in pairs(F:state_dict()) do t["F." .. k] = v end
-  for k, v in pairs(s.G:state_dict()) do t["G." .. k] = v end
-  for _, b in ipairs(s.Q:act_bounds()) do
+  for k, v in pairs(alg.G:state_dict()) do t["G." .. k] = v end
+  for _, b in ipairs(alg.Q:act_bounds()) do
     t["bounds." .. b.name .. ".lo"], t["bounds." .. b.name .. ".hi"] = b.lo, b.hi
   end
   acq.safetensors.save(path, t, { method = method, shape = shape, batch = tostring(B) })
@@ -71,11 +71,12 @@ end
 local path, iters, warmup, threads = arg[1], tonumber(arg[2]), tonumber(arg[3]), tonumber(arg[4])
 acq.set_num_threads(threads)
 local t, meta = acq.safetensors.load(path)
-local F, G, a, o = setup(meta.method, meta.shape, tonumber(meta.batch))
+local F, G, a = setup(meta.method, meta.shape, tonumber(meta.batch))
 F:load_state_dict(acq.safetensors.load(path, { prefix = "F." }), { strict = true })
 G:load_state_dict(acq.safetensors.load(path, { prefix = "G." }), { strict = true })
-local s = recipe.state(a, o)
-for _, e in ipairs(s.Q:named_modules("conv2d")) do
+local alg = A.new(a)
+local body = A.body(alg)
+for _, e in ipairs(alg.Q:named_modules("conv2d")) do
   e[2]:set_act_bounds(assert(t["bounds." .. e[1] .. ".lo"]), t["bounds." .. e[1] .. ".hi"])
 end
 
@@ -87,11 +88,12 @@ for i = 1, warmup + iters do
   collectgarbage("step", 0)
   local t0 = clock()
   local last, lap = t0, {}
-  local row = recipe.step(s, o, CALIBRATE + i, function(phase)
+  alg.mark = function(phase)
     local now = clock()
     lap[phase] = now - last
     last = now
-  end)
+  end
+  local row = alg:iteration(CALIBRATE + i, body)
   local dt = clock() - t0
   if i == 1 then first = row end
   if i > warmup then

@@ -1,11 +1,11 @@
 -- bench/soak.lua [ITERS] [EVERY] [B] [SHAPE] [THREADS] [OUT]
---   runs ITERS (10000) ACQ iterations of recipe.step (the runner's code: a
+--   runs ITERS (10000) ACQ iterations of alg:iteration (the runner's code: a
 --   50-iteration warm-up, then G and Q steps) on ResNet-20 with random
 --   weights, B (4) samples per group of SHAPE (28x28x1), and records the
 --   resident memory (VmRSS) every EVERY (500) iterations, with the live
 --   tensors Lua holds and the malloc heap in use and kept free (acq.memory):
 --   a flat heap_used with a growing RSS is fragmentation, not a leak.
---   recipe.step hands the free heap back every 100 iterations, so the
+--   acq.algorithm hands the free heap back every 100 iterations, so the
 --   resident size right at a multiple of EVERY is a low point; the table
 --   also gives the largest resident size seen after any iteration of the
 --   EVERY before it (rss_max_mb). Writes OUT.jsonl
@@ -13,7 +13,7 @@
 --   from iteration EVERY to the last.
 --   bench/soak.lua --smoke: 40 iterations, every 10, into a temporary file.
 local acq = require "acq"
-local recipe = require "acq.recipe"
+local A = require "acq.algorithm"
 
 local smoke = arg[1] == "--smoke"
 local a = smoke and { 40, 10, 2, "28x28x1", 1, os.tmpname() } or arg
@@ -34,16 +34,17 @@ acq.manual_seed(20261125)
 local F = acq.models.resnet20 { classes = 10, in_channels = c }
 for _ = 1, 5 do F:forward(acq.randn(64, c, h, h), { bn = "train" }) end
 local G = acq.gen.acq { classes = 10, size = h, channels = c, positions = (h // 4) * (h // 4) }
-local o = { bits = "w4a4", seed = 7, lr_g = 1e-3, lr_q = 1e-4, wd_q = 1e-4, batch = B, warmup = 50,
-  decay_every = 20000, tau = 1, kd_t = 1, log_every = 100, iters = iters }
-local s = recipe.state({ F = F, G = G, coef = acq.loss.coefficients("cifar10") }, o)
+-- Adam 1e-3 for G, SGD 1e-4 (Nesterov, weight decay 1e-4) for Q: acq.algorithm's defaults
+local alg = A.new { F = F, G = G, bits = "w4a4", seed = 7, batch = B, warmup = 50, log_every = 100, iters = iters,
+  g_objective = acq.objective.acq_g(acq.loss.coefficients("cifar10")) }
+local body = A.body(alg)
 
 local rows, log = {}, assert(io.open(out .. ".jsonl", "w"))
 local bar = acq.progress.new { total = iters, label = "soak" }
 local t0 = acq.clock()
 local window_max = 0
 for it = 1, iters do
-  local row = recipe.step(s, o, it)
+  local row = alg:iteration(it, body)
   window_max = math.max(window_max, status("VmRSS"))
   if it % every == 0 then
     collectgarbage()

@@ -2,7 +2,8 @@
 -- or MobileNetV2 (torchvision layout and keys), the fusion generator of
 -- eq. (12) at 224x224 (position matrix on the 7x7 attention grid, classes
 -- through class-conditional BN), eq. (15) with the ImageNet coefficients
--- (gamma 0.1 for MobileNetV2), eq. (16) with o_eval as Q's target.
+-- (gamma 0.1 for MobileNetV2), Q trained by --strategy
+-- (eq. (16) with o_eval as Q's target by default).
 --
 --   acqlua recipes/acq_imagenet.lua --model resnet18 --weights resnet18.safetensors \
 --          --val /data/imagenet/val --bits w4a4
@@ -20,14 +21,16 @@ local spec = recipe.cli("recipes/acq_imagenet.lua",
     { "val_images", 0, "evaluate on this many validation images, a fixed random subset (0: all)" },
     { "classes", 1000, "number of classes" },
     { "preset", cli.none "string", "coefficient preset (default: imagenet, or mobilenet_v2)" },
-  }, true, { batch = 16, iters = 80000, warmup = 800, eval_every = 2000, ckpt_every = 500, sample_every = 1000 })
+  }, true, { batch = 16, iters = 80000, warmup = 800, eval_every = 2000, ckpt_every = 500, sample_every = 1000,
+    inundation = 1e-4 })
 
 recipe.main(function()
-  local run = recipe.start("acq_imagenet", spec, arg)
+  local run = recipe.start("acq_imagenet", spec, arg, function(o)
+    if not acq.models.names[o.model] or o.model == "resnet20" then
+      recipe.die("--model must be resnet18, resnet50 or mobilenet_v2, got '%s'", o.model)
+    end
+  end)
   local o = run.opts
-  if not acq.models.names[o.model] or o.model == "resnet20" then
-    recipe.die("--model must be resnet18, resnet50 or mobilenet_v2, got '%s'", o.model)
-  end
   local evaluate
   if o.val then
     local ok, test
@@ -54,12 +57,23 @@ recipe.main(function()
   local fp_top1 = evaluate and evaluate(F)
   if fp_top1 then print(("FP32 top-1 %.2f%%"):format(fp_top1)) end
 
+  -- the pieces: the fusion generator (eq. (12)), eq. (15) over F, Q's strategy from --strategy
   local G = acq.gen.fusion { classes = o.classes, size = 224, channels = 3, grid = { 7, 7 } }
   local preset = o.preset or (o.model == "mobilenet_v2" and "mobilenet_v2" or "imagenet")
-  local res = run:train { F = F, G = G, coef = recipe.coefficients(o, preset), target = "o_eval",
-    evaluate = evaluate, model = { name = o.model, classes = o.classes, in_channels = 3 } }
+  local LG = acq.objective.acq_g(recipe.coefficients(o, preset))
+  local alg = recipe.algorithm(run, { F = F, G = G, g_objective = LG, target = "o_eval",
+    input_range = recipe.input_range(acq.data.IMAGENET_MEAN, acq.data.IMAGENET_STD) })
+
+  -- Algorithm 1
+  local res = run:loop(alg, function(it)
+    local b = alg:sample(it)          -- two groups of z sharing y ~ U(1000) and p ~ U(7x7)
+    local c = alg:g_step(b)           -- G on eq. (15)
+    if alg:calibrating(it) then alg:calibrate(c)   -- warm-up: Q's activation bounds
+    else alg:q_step(c) end            -- Q on its strategy's objective
+  end, { evaluate = evaluate, model = { name = o.model, classes = o.classes, in_channels = 3 } })
   if res.interrupted then return "interrupted" end
   run:finish { fp_top1 = fp_top1, q_top1 = res.q_top1, q_top5 = res.q_top5, bits = o.bits, model = o.model,
+    strategy = o.strategy,
     iters = res.iter, seconds = res.elapsed, export = res.export }
   print(("done in %s: %s%s"):format(acq.progress.hms(res.elapsed), res.export,
     res.q_top1 and ("; %s top-1 %.2f%% (FP32 %.2f%%)"):format(o.bits, res.q_top1, fp_top1) or ""))

@@ -7,7 +7,7 @@
 -- read for evaluation only.
 --
 --   acqlua recipes/fashion.lua                 # FP training (once), ACQ w4a4
---   acqlua recipes/fashion.lua --bits w5a5 --no-cacm --iters 2000
+--   acqlua recipes/fashion.lua --bits w5a5 --no-cacm --iters 2000 --strategy ait
 local acq = require "acq"
 local recipe = require "acq.recipe"
 
@@ -23,14 +23,24 @@ recipe.main(function()
   local fp_top1 = evaluate(F)
   print(("FP32 test accuracy %.2f%%"):format(fp_top1))
 
-  -- eq. (11)'s generator at 28x28x1: the 7x7 grid of F's last block gives 49 positions
+  -- the pieces: eq. (11)'s generator at 28x28x1 (the 7x7 grid of F's last
+  -- block gives 49 positions), eq. (15) over F, Q's strategy from --strategy
   local G = acq.gen.acq { classes = 10, size = 28, channels = 1 }
-  local coef = recipe.coefficients(o, "cifar10")
-  local res = run:train { F = F, G = G, coef = coef, target = "o_eval", evaluate = evaluate,
-    model = { name = "resnet20", classes = 10, in_channels = 1 } }
+  local LG = acq.objective.acq_g(recipe.coefficients(o, "cifar10"))
+  local norm = acq.data.FASHION_NORM
+  local alg = recipe.algorithm(run, { F = F, G = G, g_objective = LG, target = "o_eval",
+    input_range = recipe.input_range(norm.mean, norm.std) })
+
+  -- Algorithm 1
+  local res = run:loop(alg, function(it)
+    local b = alg:sample(it)          -- z1, z2 ~ N(0, I), y ~ U(C), p ~ U(hw): two groups sharing y, p
+    local c = alg:g_step(b)           -- G on eq. (15)
+    if alg:calibrating(it) then alg:calibrate(c)   -- warm-up: Q's activation bounds
+    else alg:q_step(c) end            -- Q on its strategy's objective (eq. (16))
+  end, { evaluate = evaluate, model = { name = "resnet20", classes = 10, in_channels = 1 } })
   if res.interrupted then return "interrupted" end
-  run:finish { fp_top1 = fp_top1, q_top1 = res.q_top1, q_top5 = res.q_top5, bits = o.bits,
+  run:finish { fp_top1 = fp_top1, q_top1 = res.q_top1, q_top5 = res.q_top5, bits = o.bits, strategy = o.strategy,
     iters = res.iter, seconds = res.elapsed, fp_seconds = fp_seconds, export = res.export }
-  print(("FP32 %.2f%%   %s %.2f%%   (%d iterations, %s; run folder %s)"):format(fp_top1, o.bits, res.q_top1,
-    res.iter, acq.progress.hms(res.elapsed), run.dir))
+  print(("FP32 %.2f%%   %s %.2f%%   (%s, %d iterations, %s; run folder %s)"):format(fp_top1, o.bits, res.q_top1,
+    o.strategy, res.iter, acq.progress.hms(res.elapsed), run.dir))
 end)

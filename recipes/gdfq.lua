@@ -21,27 +21,40 @@ local spec = recipe.cli("recipes/gdfq.lua",
   { iters = 800, warmup = 100, eval_every = 200, batch = 64 })
 
 recipe.main(function()
-  local run = recipe.start("gdfq", spec, arg)
+  local run = recipe.start("gdfq", spec, arg, function(o)
+    if o.dataset ~= "fashion" and o.dataset ~= "cifar10" and o.dataset ~= "cifar100" then
+      recipe.die("--dataset must be fashion, cifar10 or cifar100, got '%s'", o.dataset)
+    end
+  end)
   local o = run.opts
-  local F, evaluate, model, size, channels, classes
+  local F, evaluate, model, size, channels, classes, norm
   if o.dataset == "fashion" then
     F, evaluate = recipe.fashion(o)
-    model, size, channels, classes = { name = "resnet20", classes = 10, in_channels = 1 }, 28, 1, 10
-  elseif o.dataset == "cifar10" or o.dataset == "cifar100" then
+    model, size, channels, classes, norm = { name = "resnet20", classes = 10, in_channels = 1 }, 28, 1, 10,
+      acq.data.FASHION_NORM
+  else
     classes = o.dataset == "cifar10" and 10 or 100
     F, evaluate = recipe.cifar(o, classes)
-    model, size, channels = { name = "resnet20", classes = classes, in_channels = 3 }, 32, 3
-  else
-    recipe.die("--dataset must be fashion, cifar10 or cifar100, got '%s'", o.dataset)
+    model, size, channels, norm = { name = "resnet20", classes = classes, in_channels = 3 }, 32, 3,
+      acq.data.CIFAR_NORM[classes]
   end
   local fp_top1 = evaluate and evaluate(F)
   if fp_top1 then print(("FP32 test accuracy %.2f%%"):format(fp_top1)) end
 
+  -- GDFQ's pieces: its generator (eq. (5)), L_CE + 0.1 L_BNS, one group, labels as Q's target
   local G = acq.gen.gdfq { classes = classes, size = size, channels = channels }
-  local res = run:train { F = F, G = G, coef = recipe.coefficients(o, "gdfq"), groups = 1,
-    target = "labels", evaluate = evaluate, model = model }
+  local LG = acq.objective.acq_g(recipe.coefficients(o, "gdfq"))
+  local alg = recipe.algorithm(run, { F = F, G = G, g_objective = LG, groups = 1, target = "labels",
+    input_range = recipe.input_range(norm.mean, norm.std) })
+
+  local res = run:loop(alg, function(it)
+    local b = alg:sample(it)          -- z ~ N(0, I), y ~ U(C)
+    local c = alg:g_step(b)           -- G on L_CE + 0.1 L_BNS
+    if alg:calibrating(it) then alg:calibrate(c)   -- warm-up: Q's activation bounds
+    else alg:q_step(c) end            -- Q on its strategy's objective, towards y
+  end, { evaluate = evaluate, model = model })
   if res.interrupted then return "interrupted" end
-  run:finish { fp_top1 = fp_top1, q_top1 = res.q_top1, q_top5 = res.q_top5, bits = o.bits,
+  run:finish { fp_top1 = fp_top1, q_top1 = res.q_top1, q_top5 = res.q_top5, bits = o.bits, strategy = o.strategy,
     iters = res.iter, seconds = res.elapsed, export = res.export }
   print(("GDFQ %s: %s%s (%d iterations, %s)"):format(o.bits, res.q_top1 and ("%.2f%%"):format(res.q_top1) or "-",
     fp_top1 and (" (FP32 %.2f%%)"):format(fp_top1) or "", res.iter, acq.progress.hms(res.elapsed)))

@@ -44,21 +44,21 @@ describe("memory", function()
     assert.equal(m0.bytes, acq.memory().bytes)
   end)
 
-  it("recipe.step collects the handles of the iteration before it", function()
+  it("an Algorithm 1 iteration collects the handles of the iteration before it", function()
     -- Lua sees a tensor handle as a few bytes, so without a collection per
     -- iteration hundreds stay alive and pin heap that malloc then cannot
     -- reuse (the demo peaked at 5.2 GB resident instead of ~1 GB)
-    local recipe = require "acq.recipe"
+    local A = require "acq.algorithm"
     acq.manual_seed(3)
     local F = acq.models.resnet20 { classes = 10, in_channels = 1 }
     F:forward(acq.randn(8, 1, 28, 28), { bn = "train" })
     local G = acq.gen.acq { classes = 10, size = 28, channels = 1 }
-    local o = { bits = "w4a4", seed = 7, lr_g = 1e-3, lr_q = 1e-4, wd_q = 1e-4, batch = 2, warmup = 2,
-      decay_every = 20000, tau = 1, kd_t = 1, log_every = 100, iters = 6 }
-    local s = recipe.state({ F = F, G = G, coef = acq.loss.coefficients("cifar10") }, o)
+    local alg = A.new { F = F, G = G, bits = "w4a4", seed = 7, batch = 2, warmup = 2, log_every = 100, iters = 6,
+      g_objective = acq.objective.acq_g(acq.loss.coefficients("cifar10")) }
+    local body = A.body(alg)
     local live = {}
     for it = 1, 6 do
-      recipe.step(s, o, it)
+      alg:iteration(it, body)
       live[it] = acq.memory().tensors
     end
     -- each iteration creates ~200 handles; only one iteration's may be alive

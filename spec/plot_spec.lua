@@ -74,10 +74,10 @@ end)
 
 describe("sample pictures", function()
   it("outline the target cell p of each sample on its overlay, row-major on the grid", function()
-    local recipe = require "acq.recipe"
+    local pictures = require "acq.pictures"
     -- two samples (4 images: picture, overlay, picture, overlay) of 28x28 on a 7x7 grid
     local pair = acq.zeros(4, 3, 28, 28)
-    recipe.mark_cells(pair, { 6, 8 }, 7, 7)
+    pictures.mark_cells(pair, { 6, 8 }, 7, 7)
     -- p = 6: row 0, column 6 -> pixels rows 0..3, columns 24..27 of image 2
     local o = pair:select(0, 1):select(0, 0)
     H.equal(o:narrow(0, 0, 1):narrow(1, 24, 4), { { 1, 1, 1, 1 } })

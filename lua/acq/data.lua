@@ -82,7 +82,7 @@ function D.fashion_mnist(o)
   return {
     name = "fashion-mnist-" .. split,
     images = images:view(n, 1, 28, 28), labels = labels:long(),
-    classes = D.FASHION_MNIST_CLASSES, mean = { 0.2860 }, std = { 0.3530 },
+    classes = D.FASHION_MNIST_CLASSES, mean = D.FASHION_NORM.mean, std = D.FASHION_NORM.std,
   }
 end
 
@@ -119,12 +119,18 @@ function D.cifar(o)
   return {
     name = ("cifar%d-%s"):format(classes, split),
     images = acq.cat(imgs, 0), labels = acq.cat(labs, 0), classes = nil,
-    mean = classes == 10 and { 0.4914, 0.4822, 0.4465 } or { 0.5071, 0.4865, 0.4409 },
-    std = classes == 10 and { 0.2470, 0.2435, 0.2616 } or { 0.2673, 0.2564, 0.2762 },
+    mean = D.CIFAR_NORM[classes].mean, std = D.CIFAR_NORM[classes].std,
   }
 end
 
 local IMAGE_EXTENSIONS = { jpg = true, jpeg = true, png = true }
+-- Fashion-MNIST's statistics (of its training images)
+D.FASHION_NORM = { mean = { 0.2860 }, std = { 0.3530 } }
+-- CIFAR's per-channel statistics (the peers' Normalize), by class count
+D.CIFAR_NORM = {
+  [10] = { mean = { 0.4914, 0.4822, 0.4465 }, std = { 0.2470, 0.2435, 0.2616 } },
+  [100] = { mean = { 0.5071, 0.4865, 0.4409 }, std = { 0.2673, 0.2564, 0.2762 } },
+}
 -- ImageNet's per-channel statistics (torchvision's Normalize)
 D.IMAGENET_MEAN, D.IMAGENET_STD = { 0.485, 0.456, 0.406 }, { 0.229, 0.224, 0.225 }
 

@@ -14,6 +14,7 @@ acq.loss = nil  -- acq.loss is lua/acq/loss.lua, which includes core.loss
 -- Submodules load on first use: acq.models, acq.quant, acq.data, ...
 local lazy = { models = true, quant = true, data = true, eval = true, export = true,
   loss = true, gen = true, image = true, progress = true, cli = true, recipe = true,
+  objective = true, algorithm = true, run = true, schedule = true, strategy = true, pictures = true,
   supervised = true, plot = true }
 setmetatable(acq, {
   __index = function(t, k)

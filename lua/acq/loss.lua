@@ -10,7 +10,8 @@
 --   loss.penalty_cacm(Mt, Me, {eps = 0.1})   eq. (14)  -> loss, mae
 --   loss.weighted_sum({{name, t, w}, ...})
 --
---   loss.g_objective(F, batch, coef)         eq. (15)  -> L, terms, extra
+--   loss.soft_ce(logits, probs)              soft-label cross-entropy
+--   loss.g_objective(F, batch, coef)         eq. (15)  -> L, terms, extra (acq.objective)
 --   loss.q_objective(q, f, target, {tau, T}) eq. (16)  -> L, terms
 --
 -- Coefficient presets (section 4.1) are plain tables in loss.presets; a
@@ -68,77 +69,31 @@ function loss.coefficients(name, overrides)
   return r
 end
 
-local function need(coef, k)
-  local v = coef[k]
-  if type(v) ~= "number" then
-    error(("g_objective: coefficient '%s' must be a number, got %s"):format(k, tostring(v)), 3)
-  end
-  return v
-end
-
---- The generator's objective, eq. (15), on a paired batch:
+--- The generator's objective, eq. (15), on a paired batch (a shortcut over
+-- acq.objective.acq_g, where the terms live):
 --   L_CE + pen_ce Pen_CE + alpha (L_BNS + pen_bns Pen_BNS)
 --        + beta (L_CACM + pen_cacm Pen_CACM) + gamma L_AD
 -- F: the FP model (tapped for attention). batch: {x1, x2, y, p, z1, z2}
 -- (x2 and z2 may be nil: one group, then L_AD is not available), coef: see
 -- loss.presets. A term whose coefficient is 0 is not computed, and F^train is
 -- not run when all penalties are 0 (Table 6's ablations are coefficients).
--- Returns L, terms (name -> scalar tensor), extra {logits_eval, o_eval,
--- att_eval, att_train, cacm_m, ad}.
+-- Returns L, terms (name -> scalar tensor), extra {logits_eval, att_eval,
+-- att_train, cacm_m, ad}.
 function loss.g_objective(F, batch, coef)
-  local alpha, beta, gamma = need(coef, "alpha"), need(coef, "beta"), need(coef, "gamma")
-  local pen_ce, pen_bns, pen_cacm = need(coef, "pen_ce"), need(coef, "pen_bns"), need(coef, "pen_cacm")
-  local x1, x2, y, p = batch.x1, batch.x2, batch.y, batch.p
-  local x, yy, pp = x1, y, p
-  if x2 then
-    x = acq.cat({ x1, x2 }, 0)
-    yy = acq.cat({ y, y }, 0)
-    if p then pp = acq.cat({ p, p }, 0) end
+  local O = require "acq.objective"
+  local x, y, p = batch.x1, batch.y, batch.p
+  if batch.x2 then
+    x, y = acq.cat({ batch.x1, batch.x2 }, 0), acq.cat({ batch.y, batch.y }, 0)
+    if p then p = acq.cat({ p, p }, 0) end
   end
-  local cacm = beta ~= 0
-  if cacm and not pp then error("g_objective: beta ~= 0 needs positions p", 2) end
-  local ad = gamma ~= 0
-  if ad and not (x2 and batch.z1 and batch.z2) then
-    error("g_objective: gamma ~= 0 (L_AD) needs the paired groups x2, z1, z2", 2)
-  end
-  local function bns(stats, what)
-    return loss.bns(stats, { form = coef.bns_form, reduction = coef.bns_reduction, what = what })
-  end
-  local T, extra = {}, {}
-
-  local le, ae = F:forward(x, { bn = "eval", stats = alpha ~= 0, features = cacm })
-  extra.logits_eval = le
-  T.L_CE = loss.ce(le, yy)
-  if alpha ~= 0 then T.L_BNS = bns(ae.stats, "L_BNS") end
-  if cacm then
-    extra.att_eval = acq.attention(ae.features)
-    T.L_CACM, extra.cacm_m = loss.cacm(extra.att_eval, pp, { eps = coef.eps_cacm })
-  end
-  if ad then
-    local B = x1:size(0)
-    T.L_AD, extra.ad = loss.ad(le:narrow(0, 0, B), le:narrow(0, B, B), batch.z1, batch.z2,
-      { form = coef.ad_form })
-  end
-  local pen_c = cacm and pen_cacm ~= 0
-  local pen_b = alpha ~= 0 and pen_bns ~= 0
-  if pen_ce ~= 0 or pen_b or pen_c then
-    local lt, at = F:forward(x, { bn = "batch", stats = pen_b, features = pen_c })
-    if pen_ce ~= 0 then T.Pen_CE = loss.ce(lt, yy, { what = "Pen_CE" }) end
-    if pen_b then T.Pen_BNS = bns(at.stats, "Pen_BNS") end
-    if pen_c then
-      extra.att_train = acq.attention(at.features)
-      T.Pen_CACM = loss.penalty_cacm(extra.att_train, extra.att_eval, { eps = coef.eps_pen })
-    end
-  end
-  local L = loss.weighted_sum({
-    { "L_CE", T.L_CE, 1 },
-    { "Pen_CE", T.Pen_CE, pen_ce },
-    { "L_BNS", T.L_BNS, alpha },
-    { "Pen_BNS", T.Pen_BNS, alpha * pen_bns },
-    { "L_CACM", T.L_CACM, beta },
-    { "Pen_CACM", T.Pen_CACM, beta * pen_cacm },
-    { "L_AD", T.L_AD, gamma },
-  }, "L_G")
+  local c = O.context { F = F, x = x, y = y, p = p, b = batch, B = batch.x1:size(0),
+    groups = batch.x2 and 2 or 1 }
+  local obj = O.acq_g(coef)
+  local ok, L, T = pcall(obj.evaluate, obj, c)
+  if not ok then error("g_objective: " .. tostring(L), 2) end
+  local extra = c.extra
+  extra.logits_eval = c._eval and c._eval[1]
+  extra.att_eval, extra.att_train = c._att_eval, c._att_train
   return L, T, extra
 end
 

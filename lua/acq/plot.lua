@@ -135,14 +135,15 @@ plot.LABELS = { cacm_m = "M(p), eq. (10)", fp_agree = "F: argmax = y", q_top1 = 
 local BLUE, BLACK, GREY, RED = { 31, 90, 180 }, { 0, 0, 0 }, { 170, 170, 170 }, { 200, 40, 40 }
 
 --- Draws one panel of series `name` from rows into canvas c at (x, y).
--- range = {lo, hi} fixes the y axis (it is fitted to the data otherwise).
-function plot.panel(c, x, y, w, h, name, rows, range)
+-- range = {lo, hi} fixes the y axis (it is fitted to the data otherwise);
+-- label replaces the panel's title.
+function plot.panel(c, x, y, w, h, name, rows, range, label)
   local pts = {}
   for _, r in ipairs(rows) do
     local v = r[name]
     if type(v) == "number" and v == v and math.abs(v) ~= math.huge then pts[#pts + 1] = { r.iter, v } end
   end
-  c:text(x, y, plot.LABELS[name] or name, BLACK, 2)
+  c:text(x, y, label or plot.LABELS[name] or name, BLACK, 2)
   local top, left, bottom, right = y + 20, x + 58, y + h - 14, x + w - 6
   c:rect(left, top, right, bottom, GREY)
   if #pts == 0 then return end
@@ -167,10 +168,12 @@ function plot.panel(c, x, y, w, h, name, rows, range)
   if #pts <= 30 then for _, p in ipairs(pts) do c:dot(px(p[1]), py(p[2]), colour) end end
 end
 
---- Writes the loss curves of a run (rows of metrics.jsonl) to path.
-function plot.losses(path, rows, title)
+--- Writes the loss curves of a run (rows of metrics.jsonl) to path: one
+-- panel for each of `series` (default plot.SERIES) present in the rows;
+-- labels (name -> title) add to plot.LABELS.
+function plot.losses(path, rows, title, series, labels)
   local names = {}
-  for _, n in ipairs(plot.SERIES) do
+  for _, n in ipairs(series or plot.SERIES) do
     for _, r in ipairs(rows) do
       if type(r[n]) == "number" then names[#names + 1] = n break end
     end
@@ -182,7 +185,7 @@ function plot.losses(path, rows, title)
   c:text(10, 8, (title or "") .. "  (x: iteration)", BLACK, 2)
   for i, n in ipairs(names) do
     local col, row = (i - 1) % cols, (i - 1) // cols
-    plot.panel(c, 10 + col * pw, 36 + row * ph, pw - 12, ph - 8, n, rows)
+    plot.panel(c, 10 + col * pw, 36 + row * ph, pw - 12, ph - 8, n, rows, nil, labels and labels[n])
   end
   acq.image.save(path, c:tensor())
   return true

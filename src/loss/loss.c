@@ -218,12 +218,24 @@ out:
 }
 
 /* ---- eq. (6) ------------------------------------------------------------------- */
+/* One statistic's part: ||a - b||^2 over the channels (sum) or its mean;
+ * with margin m > 0 the slack form ||max(|a - b| - m, 0)||^2 (DSG). a is [C]
+ * (a 0-dim result) or [N,C] per sample (an [N] result). */
 static int bns_term(atc_status *st, scope *s, const atc_tensor *a, const atc_tensor *b,
-                    acq_reduction red, atc_tensor ***term) {
+                    acq_reduction red, double margin, atc_tensor ***term) {
+  static const int64_t last[1] = {-1};
   atc_tensor **d = slot(s), **sq = slot(s);
   *term = slot(s);
-  if (atc_binary(st, ATC_SUB, a, b, d) || atc_unary(st, ATC_SQUARE, *d, sq)) return st->code;
-  return atc_reduce(st, red == ACQ_RED_SUM ? ATC_SUM : ATC_MEAN, *sq, NULL, 0, 0, *term);
+  if (atc_binary(st, ATC_SUB, a, b, d)) return st->code;
+  if (margin > 0) {
+    atc_tensor **ad = slot(s), **sl = slot(s), **h = slot(s);
+    if (atc_unary(st, ATC_ABS, *d, ad) || atc_binary_scalar(st, ATC_SUB, *ad, D(margin), 0, sl) ||
+        atc_unary(st, ATC_RELU, *sl, h))
+      return st->code;
+    d = h;
+  }
+  if (atc_unary(st, ATC_SQUARE, *d, sq)) return st->code;
+  return atc_reduce(st, red == ACQ_RED_SUM ? ATC_SUM : ATC_MEAN, *sq, last, 1, 0, *term);
 }
 
 static int std_of(atc_status *st, scope *s, const atc_tensor *v, double eps, atc_tensor ***out) {
@@ -233,9 +245,10 @@ static int std_of(atc_status *st, scope *s, const atc_tensor *v, double eps, atc
   return atc_unary(st, ATC_SQRT, *ve, *out);
 }
 
-/* One layer's term (the sum of the mean and variance parts), owned by *term. */
+/* One layer's term (the sum of the mean and variance parts), owned by *term:
+ * 0-dim for batch statistics, [N] for per-sample ones (*nsamp is then N). */
 static int bns_layer(atc_status *st, const acq_bns_layer *l, acq_bns_form form,
-                     acq_reduction red, atc_tensor **term) {
+                     acq_reduction red, double margin, atc_tensor **term, int64_t *nsamp) {
   scope s = {0};
   atc_meta mm, mv, mr, mq;
   const char *nm = l->name ? l->name : "?";
@@ -244,22 +257,25 @@ static int bns_layer(atc_status *st, const acq_bns_layer *l, acq_bns_form form,
   int rc;
   snprintf(w1, sizeof w1, "layer %s batch mean", nm);
   snprintf(w2, sizeof w2, "layer %s running mean", nm);
-  R(check_float(st, w1, l->mean, 1, &mm));
+  R(check_float(st, w1, l->mean, -1, &mm));
   R(check_float(st, w2, l->rmean, 1, &mr));
-  R(same_shape(st, w1, &mm, w2, &mr));
+  if (mm.ndim != 1 && mm.ndim != 2) BAD("%s must be [C] or [N,C] (per sample)", w1);
+  if (mm.sizes[mm.ndim - 1] != mr.sizes[0]) R(same_shape(st, w1, &mm, w2, &mr));
+  *nsamp = mm.ndim == 2 ? mm.sizes[0] : -1;
   snprintf(w1, sizeof w1, "layer %s batch variance", nm);
   snprintf(w2, sizeof w2, "layer %s running variance", nm);
-  R(check_float(st, w1, l->var, 1, &mv));
+  R(check_float(st, w1, l->var, mm.ndim, &mv));
   R(check_float(st, w2, l->rvar, 1, &mq));
-  R(same_shape(st, w1, &mv, w2, &mq));
-  R(bns_term(st, &s, l->mean, l->rmean, red, &tm));
+  R(same_shape(st, w1, &mv, "its mean", &mm));
+  if (mv.sizes[mv.ndim - 1] != mq.sizes[0]) R(same_shape(st, w1, &mv, w2, &mq));
+  R(bns_term(st, &s, l->mean, l->rmean, red, margin, &tm));
   if (form == ACQ_BNS_STD) {
     atc_tensor **sa, **sb;
     R(std_of(st, &s, l->var, l->eps, &sa));
     R(std_of(st, &s, l->rvar, l->eps, &sb));
-    R(bns_term(st, &s, *sa, *sb, red, &tv));
+    R(bns_term(st, &s, *sa, *sb, red, margin, &tv));
   } else {
-    R(bns_term(st, &s, l->var, l->rvar, red, &tv));
+    R(bns_term(st, &s, l->var, l->rvar, red, margin, &tv));
   }
   R(atc_binary(st, ATC_ADD, *tm, *tv, term));
 out:
@@ -268,24 +284,56 @@ out:
 }
 
 int acq_loss_bns(atc_status *st, const char *what, const acq_bns_layer *l, int n,
-                 acq_bns_form form, acq_reduction red, atc_tensor **loss,
-                 atc_tensor **layers) {
+                 acq_bns_form form, acq_reduction red, double margin,
+                 const atc_tensor *weights, atc_tensor **loss, atc_tensor **layers) {
   enum { MAXL = 1024 };
   scope s = {0};
   int rc = ATC_OK, nt = 0;
+  int64_t N = -1;
   atc_tensor *terms[MAXL];
   what = what ? what : "L_BNS";
   if (n <= 0) BAD("no BN statistics were recorded (was the forward run with stats = true?)");
   if (n > MAXL) BAD("%d BN layers, at most %d", n, (int)MAXL);
   if (form != ACQ_BNS_VAR && form != ACQ_BNS_STD) BAD("unknown form %d", (int)form);
   if (red != ACQ_RED_SUM && red != ACQ_RED_MEAN) BAD("unknown reduction %d", (int)red);
+  if (!(margin >= 0) || !isfinite(margin)) BAD("margin %g must be >= 0", margin);
   for (; nt < n; nt++) {
+    int64_t ni = -1;
     terms[nt] = NULL;
-    R(bns_layer(st, &l[nt], form, red, &terms[nt]));
+    R(bns_layer(st, &l[nt], form, red, margin, &terms[nt], &ni));
+    if (nt == 0) N = ni;
+    else if (ni != N)
+      BAD("layer %s has %s statistics but layer %s has %s", l[0].name ? l[0].name : "?",
+          N < 0 ? "batch" : "per-sample", l[nt].name ? l[nt].name : "?", ni < 0 ? "batch" : "per-sample");
   }
+  if (weights && N < 0) BAD("per-sample weights need per-sample statistics (forward with stats = \"sample\")");
   atc_tensor **stk = slot(&s), **tot = slot(&s);
-  R(atc_stack(st, (const atc_tensor *const *)terms, n, 0, stk));
-  R(atc_reduce(st, red == ACQ_RED_SUM ? ATC_SUM : ATC_MEAN, *stk, NULL, 0, 0, tot));
+  R(atc_stack(st, (const atc_tensor *const *)terms, n, 0, stk)); /* [n] or [n,N] */
+  if (N >= 0) {
+    /* per sample: weight each (layer, sample) term, reduce over the layers,
+     * then average over the samples */
+    static const int64_t d0[1] = {0}, d1[1] = {1};
+    atc_tensor **wt = slot(&s), **ws = slot(&s), **per = slot(&s), **lay = slot(&s);
+    if (weights) {
+      atc_meta wm;
+      R(check_float(st, "weights", weights, 2, &wm));
+      if (wm.sizes[0] != N || wm.sizes[1] != n)
+        BAD("weights must be [%lld,%d] (samples x BN layers), got [%lld,%lld]", (long long)N, n,
+            (long long)wm.sizes[0], (long long)wm.sizes[1]);
+      R(atc_transpose(st, weights, 0, 1, wt));
+      R(atc_binary(st, ATC_MUL, *stk, *wt, ws));
+    } else {
+      R(atc_tensor_alias(st, *stk, ws));
+    }
+    R(atc_reduce(st, red == ACQ_RED_SUM ? ATC_SUM : ATC_MEAN, *ws, d0, 1, 0, per)); /* [N] */
+    R(atc_reduce(st, ATC_MEAN, *per, NULL, 0, 0, tot));
+    R(atc_reduce(st, ATC_MEAN, *ws, d1, 1, 0, lay)); /* [n] */
+    atc_tensor *t = *stk;
+    *stk = *lay;
+    *lay = t;
+  } else {
+    R(atc_reduce(st, red == ACQ_RED_SUM ? ATC_SUM : ATC_MEAN, *stk, NULL, 0, 0, tot));
+  }
   {
     /* Name the first layer whose statistics are not finite. */
     double v = 0;
@@ -333,6 +381,30 @@ int acq_loss_ce(atc_status *st, const char *what, const atc_tensor *logits,
   R(atc_reduce(st, ATC_MEAN, *g, NULL, 0, 0, mean));
   R(atc_unary(st, ATC_NEG, *mean, neg));
   *loss = take(neg);
+out:
+  return finish(st, &s, what, rc);
+}
+
+/* ---- soft-label cross-entropy ------------------------------------------------------ */
+int acq_loss_soft_ce(atc_status *st, const char *what, const atc_tensor *logits,
+                     const atc_tensor *probs, atc_tensor **loss) {
+  scope s = {0};
+  atc_meta ml, mp;
+  int rc;
+  what = what ? what : "L_CE";
+  R(check_float(st, "logits", logits, 2, &ml));
+  R(check_float(st, "soft labels", probs, 2, &mp));
+  R(same_shape(st, "logits", &ml, "soft labels", &mp));
+  if (ml.sizes[0] == 0) BAD("empty batch");
+  R(acq_check_finite(st, what, "logits", logits));
+  R(acq_check_finite(st, what, "soft labels", probs));
+  atc_tensor **pd = slot(&s), **ls = slot(&s), **pl = slot(&s), **sum = slot(&s), **r = slot(&s);
+  R(atc_detach(st, probs, pd));
+  R(atc_softmax(st, logits, 1, 1, ls));
+  R(atc_binary(st, ATC_MUL, *pd, *ls, pl));
+  R(atc_reduce(st, ATC_SUM, *pl, NULL, 0, 0, sum));
+  R(atc_binary_scalar(st, ATC_MUL, *sum, D(-1.0 / (double)ml.sizes[0]), 0, r));
+  *loss = take(r);
 out:
   return finish(st, &s, what, rc);
 }

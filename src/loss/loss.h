@@ -43,10 +43,22 @@ typedef struct acq_bns_layer {
 } acq_bns_layer;
 
 /* what: "L_BNS" or "Pen_BNS", for messages. layers: [n] per-layer terms, or
- * NULL when not wanted. */
+ * NULL when not wanted.
+ * margin > 0: the slack form of DSG, ||max(|mu - mu_run| - m, 0)||^2 (and the
+ * same for the variance or std); 0 is eq. (6).
+ * Statistics may be per sample (mean, var [N,C], from a forward with
+ * stats = "sample"): each sample's term is then reduced over the layers and
+ * the result averaged over the samples; weights [N,n] (may be NULL) scale
+ * the term of sample i at layer l first (DSG's layerwise enhancement). */
 int acq_loss_bns(atc_status *st, const char *what, const acq_bns_layer *l, int n,
-                 acq_bns_form form, acq_reduction red, atc_tensor **loss,
+                 acq_bns_form form, acq_reduction red, double margin,
+                 const atc_tensor *weights /* [N,n] */, atc_tensor **loss,
                  atc_tensor **layers /* [n] */);
+
+/* Soft-label cross-entropy: -mean_i sum_k probs[i,k] log softmax(logits)[i,k]
+ * (Qimera's mixed labels); probs is a constant for autograd. */
+int acq_loss_soft_ce(atc_status *st, const char *what, const atc_tensor *logits /* [N,K] */,
+                     const atc_tensor *probs /* [N,K] */, atc_tensor **loss);
 
 /* ---- eq. (7) L_CE and eq. (14) Penalty_CE: mean cross-entropy ------------ */
 int acq_loss_ce(atc_status *st, const char *what, const atc_tensor *logits /* [N,K] */,

@@ -90,5 +90,6 @@ const char **acqL_sorted_names(lua_State *L, int idx, int *n, const char *path);
 void acqL_open_json(lua_State *L, int module);
 void acqL_open_module(lua_State *L, int module);
 void acqL_open_loss(lua_State *L, int module);
+void acqL_open_strategy(lua_State *L, int module);
 
 #endif /* ACQL_H */

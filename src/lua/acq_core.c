@@ -25,6 +25,7 @@ int luaopen_acq_core(lua_State *L) {
   acqL_open_json(L, module);
   acqL_open_module(L, module);
   acqL_open_loss(L, module);
+  acqL_open_strategy(L, module);
   /* acq.Tensor: the method table, so Lua code can add methods to tensors */
   lua_setfield(L, module, "Tensor");
   lua_pushliteral(L, ACQ_VERSION);

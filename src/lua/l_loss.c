@@ -54,9 +54,10 @@ static atc_tensor *field_tensor(lua_State *L, int t, int i, const char *key) {
 }
 
 /* acq.loss.bns(stats, {form = "var"|"std", reduction = "sum"|"mean",
- *               what = "L_BNS"}) -> loss, layers [n]
- * stats: the list a forward with {stats = true} returns (name, mean, var,
- * running_mean, running_var, eps). */
+ *               what = "L_BNS", margin = 0, weights = W [N,n]}) -> loss, layers [n]
+ * stats: the list a forward with {stats = true} (or "sample") returns (name,
+ * mean, var, running_mean, running_var, eps). margin > 0: DSG's slack form;
+ * weights: per sample and layer (per-sample statistics only). */
 static int l_bns(lua_State *L) {
   static const char *const forms[] = {"var", "std", NULL};
   static const char *const reds[] = {"sum", "mean", NULL};
@@ -65,6 +66,12 @@ static int l_bns(lua_State *L) {
   int form = optchoice(L, 2, "form", "var", forms);
   int red = optchoice(L, 2, "reduction", "sum", reds);
   const char *what = optstring(L, 2, "what", "L_BNS");
+  double margin = acqL_optnumfield(L, 2, "margin", 0.0);
+  atc_tensor *weights = NULL;
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    if (lua_getfield(L, 2, "weights") != LUA_TNIL) weights = acqL_checktensor(L, -1);
+    lua_pop(L, 1); /* still referenced by the options table */
+  }
   int n = (int)luaL_len(L, 1);
   if (n <= 0) return luaL_error(L, "%s: no BN statistics (run the forward with {stats = true})", what);
   luaL_checkstack(L, 6 * n + 8, "too many BN layers");
@@ -85,7 +92,8 @@ static int l_bns(lua_State *L) {
   }
   acqL_Tensor *loss = acqL_newtensor(L), *layers = acqL_newtensor(L);
   atc_status st;
-  if (acq_loss_bns(&st, what, l, n, (acq_bns_form)form, (acq_reduction)red, &loss->h, &layers->h))
+  if (acq_loss_bns(&st, what, l, n, (acq_bns_form)form, (acq_reduction)red, margin, weights, &loss->h,
+                   &layers->h))
     return lfail(L, &st);
   acqL_done(L, loss);
   acqL_done(L, layers);
@@ -100,6 +108,18 @@ static int l_ce(lua_State *L) {
   acqL_Tensor *r = acqL_newtensor(L);
   atc_status st;
   if (acq_loss_ce(&st, what, x, y, &r->h)) return lfail(L, &st);
+  return acqL_done(L, r);
+}
+
+/* acq.loss.soft_ce(logits [N,K], probs [N,K], {what = "L_CE"}) -> loss:
+ * -mean_i sum_k probs[i,k] log softmax(logits)[i,k] (probs detached) */
+static int l_soft_ce(lua_State *L) {
+  atc_tensor *x = acqL_checktensor(L, 1), *p = acqL_checktensor(L, 2);
+  checkopts(L, 3);
+  const char *what = optstring(L, 3, "what", "L_CE");
+  acqL_Tensor *r = acqL_newtensor(L);
+  atc_status st;
+  if (acq_loss_soft_ce(&st, what, x, p, &r->h)) return lfail(L, &st);
   return acqL_done(L, r);
 }
 
@@ -210,7 +230,7 @@ static int l_weighted_sum(lua_State *L) {
 
 void acqL_open_loss(lua_State *L, int module) {
   static const luaL_Reg fns[] = {
-    {"bns", l_bns},   {"ce", l_ce}, {"kd", l_kd}, {"cacm", l_cacm}, {"ad", l_ad},
+    {"bns", l_bns},   {"ce", l_ce}, {"soft_ce", l_soft_ce}, {"kd", l_kd}, {"cacm", l_cacm}, {"ad", l_ad},
     {"penalty_cacm", l_penalty_cacm}, {"weighted_sum", l_weighted_sum}, {NULL, NULL}};
   lua_pushcfunction(L, l_attention);
   lua_setfield(L, module, "attention");

@@ -251,10 +251,12 @@ static int opt_child(lua_State *L, acq_module *m, const char *key, int def) {
   return i;
 }
 
-/* m:forward(x [, {bn = "eval", stats = false, features = false,
+/* m:forward(x [, {bn = "eval", stats = false|true|"sample", features = false,
  *                 labels = y, from = child, to = child}])
  *   -> y [, aux]  where aux = {features = T, stats = {{name, mean, var,
  *      running_mean, running_var, eps}, ...}} when either was asked for.
+ * stats = "sample": each BN input's mean and variance per sample ([N,C],
+ * over H,W) instead of over the batch ([C]).
  * labels: the classes of class-conditional BN layers. from/to (names or
  * 0-based indices, both inclusive): run only those children of a sequential. */
 static int l_forward(lua_State *L) {
@@ -266,7 +268,14 @@ static int l_forward(lua_State *L) {
     luaL_checktype(L, 3, LUA_TTABLE);
     if (lua_getfield(L, 3, "bn") != LUA_TNIL) mode = parse_bn_mode(L, luaL_checkstring(L, -1));
     lua_pop(L, 1);
-    stats = acqL_optbool(L, 3, "stats", 0);
+    if (lua_getfield(L, 3, "stats") == LUA_TSTRING) {
+      if (strcmp(lua_tostring(L, -1), "sample") != 0)
+        return luaL_error(L, "forward: stats must be true, false or \"sample\", got \"%s\"", lua_tostring(L, -1));
+      stats = ACQ_RECORD_SAMPLE;
+    } else {
+      stats = lua_toboolean(L, -1) ? ACQ_RECORD_BATCH : ACQ_RECORD_NONE;
+    }
+    lua_pop(L, 1);
     feats = acqL_optbool(L, 3, "features", 0);
     if (lua_getfield(L, 3, "labels") != LUA_TNIL) labels = acqL_checktensor(L, -1);
     lua_pop(L, 1); /* still referenced by the options table */

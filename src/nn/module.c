@@ -425,7 +425,8 @@ static int record_stats(atc_status *st, acq_fwd *c, acq_module *m, const atc_ten
     c->capstats = cap;
   }
   atc_tensor *mean = NULL, *var = NULL;
-  if (atc_channel_stats(st, x, &mean, &var)) return st->code;
+  if ((c->record == ACQ_RECORD_SAMPLE ? atc_sample_stats : atc_channel_stats)(st, x, &mean, &var))
+    return st->code;
   acq_bnstat *s = &c->stats[c->nstats++];
   s->bn = m;
   snprintf(s->path, sizeof s->path, "%s", c->path);

@@ -80,16 +80,21 @@ struct acq_module {
   acq_fq *wq, *aq;             /* CONV2D/LINEAR: weight and input quantizers */
 };
 
-/* One recorded batch-norm input: mean and biased variance over N, H, W. */
+/* One recorded batch-norm input: mean and biased variance over N, H, W
+ * ([C] each), or per sample over H, W ([N,C] each, ACQ_RECORD_SAMPLE). */
 typedef struct acq_bnstat {
   acq_module *bn;
   char path[ACQ_PATH_MAX];
   atc_tensor *mean, *var;      /* [C], on the autograd graph */
 } acq_bnstat;
 
+typedef enum acq_record {
+  ACQ_RECORD_NONE = 0, ACQ_RECORD_BATCH = 1, ACQ_RECORD_SAMPLE = 2
+} acq_record;
+
 typedef struct acq_fwd {
   int bn_mode;                 /* acq_bn_mode for BN layers not fixed     */
-  int record;                  /* record acq_bnstat for every BN layer    */
+  int record;                  /* acq_record: acq_bnstat for every BN layer */
   int nstats, capstats;
   acq_bnstat *stats;
   atc_tensor *features;        /* output of the tapped module, or NULL    */

@@ -251,6 +251,10 @@ ATC_API int atc_var(atc_status *st, const atc_tensor *a, const int64_t *dims,
  * reduction over dims (0, 2, 3) of a contiguous NCHW tensor. */
 ATC_API int atc_channel_stats(atc_status *st, const atc_tensor *x, atc_tensor **mean,
                               atc_tensor **var);
+/* Per-sample input statistics of a BN layer: mean and biased variance over
+ * H,W of each sample and channel, [N,C] each (for DSG's per-sample terms). */
+ATC_API int atc_sample_stats(atc_status *st, const atc_tensor *x, atc_tensor **mean,
+                             atc_tensor **var);
 /* Min or max along dim: values and int64 indices. */
 ATC_API int atc_minmax_dim(atc_status *st, int is_max, const atc_tensor *a,
                            int64_t dim, int keepdim, atc_tensor **values,

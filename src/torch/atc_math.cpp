@@ -307,6 +307,25 @@ int atc_channel_stats(atc_status *st, const atc_tensor *xh, atc_tensor **mean,
   ATC_END(st)
 }
 
+int atc_sample_stats(atc_status *st, const atc_tensor *xh, atc_tensor **mean,
+                     atc_tensor **var) {
+  ATC_TRY
+  if (!mean || !var) arg_error("NULL output pointer");
+  const at::Tensor &x = T(xh);
+  if (x.dim() != 2 && x.dim() != 4)
+    arg_error("sample_stats: expected [N,C] or [N,C,H,W], got shape " + c10::str(x.sizes()));
+  if (x.dim() == 2) {  // one value per sample and channel: its own mean, variance 0
+    *mean = release(x.clone());
+    *var = release(at::zeros_like(x));
+  } else {
+    at::Tensor m = x.mean({2, 3});
+    at::Tensor c = x.sub(m.detach().unsqueeze(2).unsqueeze(3));  // as atc_channel_stats
+    *mean = release(std::move(m));
+    *var = release(c.mul(c).mean({2, 3}));
+  }
+  ATC_END(st)
+}
+
 int atc_minmax_dim(atc_status *st, int is_max, const atc_tensor *a,
                    int64_t dim, int keepdim, atc_tensor **values,
                    atc_tensor **indices) {
