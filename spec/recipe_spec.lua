@@ -174,6 +174,11 @@ describe("recipes from the command line", function()
       assert.matches("%-%-iters INTEGER", out)
       assert.matches("%-%-resume PATH", out)
     end
+    for _, r in ipairs { "acq_cifar", "acq_imagenet", "fashion", "gdfq" } do
+      local out = acqlua("recipes/" .. r .. ".lua --help")
+      assert.matches("%-%-strategy STRING%s+Q's training strategy %(section 4%.2%): gdfq %(Table 3%), ait %(Table 4%) or intraq", out)
+      assert.matches("%-%-calibration STRING", out)
+    end
     assert.matches("%-%-no%-cacm", (acqlua("recipes/acq_imagenet.lua --help")))
     assert.matches("%-%-val PATH", (acqlua("recipes/acq_imagenet.lua --help")))
   end)
@@ -195,6 +200,21 @@ describe("recipes from the command line", function()
       local _, lines = out:gsub("\n", "")
       assert.equal(1, lines, "one line expected:\n" .. out)
     end
+    -- bad options: one line, exit 2, and no run folder
+    for _, c in ipairs {
+      { "--strategy bogus", "%-%-strategy must be one of gdfq, ait, intraq, got 'bogus'" },
+      { "--lr-q -1", "%-%-lr%-q must be positive, got %-1" },
+      { "--bits w4a", "%-%-bits: quant spec: expected a bit width after 'a'" },
+      { "--decay-every 0", "%-%-decay%-every and %-%-epoch%-iters must be at least 1" },
+      { "--calibration min", "%-%-calibration must be range or observe" },
+      { "--classes 7", "%-%-classes must be 10 or 100, got 7" },
+    } do
+      local out, rc = acqlua("recipes/acq_cifar.lua " .. c[1] .. " --out /tmp/acq_spec_nofolder")
+      assert.equal(2, rc, c[1] .. "\n" .. out)
+      assert.matches(c[2], out)
+      assert.equal(1, select(2, out:gsub("\n", "")), out)
+      assert.is_false(acq.isdir("/tmp/acq_spec_nofolder"), c[1] .. " created the run folder")
+    end
     -- a corrupt weights file: one line naming the file
     local bad = os.tmpname()
     H.write_file(bad, "not a safetensors file")
@@ -203,6 +223,58 @@ describe("recipes from the command line", function()
     assert.matches("%-%-weights " .. bad:gsub("%p", "%%%0") .. ": ", out)
     os.remove(bad)
     os.execute("rm -rf /tmp/acq_spec_unused")
+  end)
+
+  it("each strategy runs, with its presets recorded in options.json", function()
+    local want = { gdfq = { terms = { "Q_CE", "Q_KD" }, wd_q = 1e-4, kd_t = 1 },
+      ait = { terms = { "Q_KD" }, wd_q = 0, kd_t = 1, extra = "inundation" },
+      intraq = { terms = { "Q_CE", "Q_KD" }, wd_q = 1e-4, kd_t = 20 } }
+    for _, st in ipairs { "gdfq", "ait", "intraq" } do
+      local dir = tmpdir()
+      local out, rc = acqlua(("recipes/acq_cifar.lua --strategy %s --iters 3 --warmup 1 --batch 2 --log-every 1 "
+        .. "--threads 1 --out %s"):format(st, dir))
+      assert.equal(0, rc, out)
+      local o = acq.json.decode(H.read_file(dir .. "/options.json"))
+      assert.equal(st, o.strategy)
+      assert.equal(want[st].wd_q, o.wd_q, st)
+      assert.equal(want[st].kd_t, o.kd_t, st)
+      local rows = rows_of(dir .. "/metrics.jsonl")
+      for _, k in ipairs(want[st].terms) do assert.is_number(rows[3][k], st .. " " .. k) end
+      if st == "ait" then
+        assert.is_nil(rows[3].Q_CE)
+        assert.is_true(rows[3].inundation >= 1, tostring(rows[3].inundation))
+      end
+      os.execute("rm -rf '" .. dir .. "'")
+    end
+  end)
+
+  it("an error in recipe code is one line with the recipe's file and line, exit 1", function()
+    local dir = tmpdir()
+    local path = dir .. "/broken.lua"
+    H.write_file(path, table.concat({
+      'local acq = require "acq"',
+      'local recipe = require "acq.recipe"',
+      'local spec = recipe.cli("broken.lua", "a recipe with a bug", {}, true)',
+      'recipe.main(function()',
+      '  local run = recipe.start("broken", spec, arg)',
+      '  local F = acq.models.resnet20 { classes = 4, in_channels = 1 }',
+      '  local G = acq.gen.acq { classes = 4, size = 16, channels = 1 }',
+      '  local LG = acq.objective.acq_g(recipe.coefficients(run.opts, "cifar10"))',
+      '  if os.getenv("BUG") == "top" then local t = nil; return t.field end',
+      '  LG:add { name = "L_bug", weight = 1, fn = function(c) return c.x + {} end }',
+      '  local alg = recipe.algorithm(run, { F = F, G = G, g_objective = LG })',
+      '  run:loop(alg, acq.algorithm.body(alg))',
+      'end)' }, "\n") .. "\n")
+    local out, rc = H.run(("BUG=top %s %s --out %s/run1 --iters 2 --warmup 1"):format(ACQLUA, path, dir))
+    assert.equal(1, rc, out)
+    assert.matches("broken%.lua:9: attempt to index a nil value", out)
+    assert.equal(1, select(2, out:gsub("\n", "")), out)
+    -- stderr alone (stdout has the run's progress)
+    out, rc = H.run(("(%s %s --out %s/run2 --iters 2 --warmup 1 --batch 2 2>&1 >/dev/null)"):format(ACQLUA, path, dir))
+    assert.equal(1, rc, out)
+    assert.matches("stopped at iteration 1: .*broken%.lua:10: ", out)
+    assert.equal(1, select(2, out:gsub("\n", "")), out)
+    os.execute("rm -rf '" .. dir .. "'")
   end)
 
   it("acq_imagenet runs an iteration on random weights (fusion generator at 224x224), evaluating on a JPEG folder", function()

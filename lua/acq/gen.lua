@@ -5,9 +5,19 @@
 -- step written in Lua. The layers run in C; the composition is here, so a
 -- recipe can change it without recompiling:
 --
---   local G = acq.gen.acq { classes = 10, size = 32, channels = 3 }
---   G.position = function(G, p) return my_encoding(p) end  -- replace Emb_pos
+--   local G = acq.gen.acq { classes = 10, size = 32, channels = 3,
+--     position = function(G, p) return my_encoding(p) end }  -- replace Emb_pos
 --   local x = G(z, y, p)                                     -- [B,3,32,32]
+--
+-- Parts a constructor takes in place of its own (no patching needed):
+--   class_embedding(G, y, b) -> [B, latent]   Emb_class(y) (gdfq, acq)
+--   position(G, p, b)        -> [B, latent] (acq) or [B,1,h,w] (fusion)
+--   fusion(G, f, P, b)       -> [B, width, s/4, s/4]: eq. (12)'s fusion
+--   modules = {name = Module} trainable parts those functions use (as
+--                            G.parts.name): in G:parameters() and the
+--                            state dict under "name."
+-- b is the sample table of the iteration (acq.algorithm's sampler), so a
+-- part can read a custom sampler's extra fields.
 --
 -- Kinds:
 --   gen.gdfq   GDFQ's CIFAR generator, eq. (5): i = Emb_class(y) * z
@@ -32,17 +42,53 @@ local gen = {}
 local Generator = {}
 Generator.__index = Generator
 
---- G(z, y, p) / G:forward(z, y, p) -> images [B, channels, size, size].
-function Generator:forward(z, y, p)
-  return self:body(self:condition(z, y, p), y)
+--- G(z, y, p [, b]) / G:forward(z, y, p, b) -> images [B, channels, size,
+-- size]; b: the sample table (extra fields for replaced parts).
+function Generator:forward(z, y, p, b)
+  return self:body(self:condition(z, y, p, b), y)
 end
 Generator.__call = Generator.forward
 
 --- The trainable tensors of the whole generator (for an optimizer).
-function Generator:parameters() return self.net:parameters() end
-function Generator:named_parameters() return self.net:named_parameters() end
-function Generator:state_dict() return self.net:state_dict() end
-function Generator:load_state_dict(t, opts) return self.net:load_state_dict(t, opts) end
+function Generator:parameters()
+  local ps = self.net:parameters()
+  for _, n in ipairs(self.part_names) do
+    for _, t in ipairs(self.parts[n]:parameters()) do ps[#ps + 1] = t end
+  end
+  return ps
+end
+function Generator:named_parameters()
+  local ps = self.net:named_parameters()
+  for _, n in ipairs(self.part_names) do
+    for _, e in ipairs(self.parts[n]:named_parameters()) do ps[#ps + 1] = { n .. "." .. e[1], e[2] } end
+  end
+  return ps
+end
+function Generator:state_dict()
+  local t, names = self.net:state_dict()
+  for _, n in ipairs(self.part_names) do
+    local pt, pn = self.parts[n]:state_dict()
+    for _, k in ipairs(pn) do
+      t[n .. "." .. k] = pt[k]
+      names[#names + 1] = n .. "." .. k
+    end
+  end
+  return t, names
+end
+function Generator:load_state_dict(t, opts)
+  local own, parts = {}, {}
+  for k, v in pairs(t) do
+    local n, rest = k:match("^([^.]+)%.(.*)$")
+    if n and self.parts[n] then
+      parts[n] = parts[n] or {}
+      parts[n][rest] = v
+    else
+      own[k] = v
+    end
+  end
+  for _, n in ipairs(self.part_names) do self.parts[n]:load_state_dict(parts[n] or {}, opts) end
+  return self.net:load_state_dict(own, opts)
+end
 function Generator:__tostring()
   return ("acq generator (%s, %d classes, %d positions, latent %d, %dx%dx%d)\n%s")
     :format(self.kind, self.classes, self.positions or 0, self.latent, self.channels,
@@ -97,9 +143,33 @@ local function body_layers(s, ccbn)
   }
 end
 
-local function new(s, children)
+-- The generator object; o: the constructor's options (its parts).
+local function new(s, children, o)
   s.net = nn.sequential(children)
-  return setmetatable(s, Generator)
+  s.parts, s.part_names = {}, {}
+  for name, m in pairs(o.modules or {}) do
+    if type(name) ~= "string" or name:find("%.") then error(("gen.%s: module names must be plain strings"):format(s.kind), 3) end
+    for _, c in ipairs(children) do
+      if c[1] == name then error(("gen.%s: module '%s' would shadow the layer of that name"):format(s.kind, name), 3) end
+    end
+    s.parts[name] = m
+    s.part_names[#s.part_names + 1] = name
+  end
+  table.sort(s.part_names)
+  for _, k in ipairs { "class_embedding", "position", "fusion" } do
+    if o[k] ~= nil and type(o[k]) ~= "function" then
+      error(("gen.%s: %s must be a function, got %s"):format(s.kind, k, type(o[k])), 3)
+    end
+  end
+  local G = setmetatable(s, Generator)
+  G.custom = { class_embedding = o.class_embedding, position = o.position, fusion = o.fusion }
+  return G
+end
+
+--- Emb_class(y), or the constructor's class_embedding(G, y, b).
+function Generator:class_embedding(y, b)
+  if self.custom.class_embedding then return self.custom.class_embedding(self, y, b) end
+  return self.net.label_emb(y)
 end
 
 -- Runs net from child `from` to the end in train mode (labels for CCBN).
@@ -127,10 +197,10 @@ function gen.gdfq(opts)
     { "view", nn.unflatten { s.width, s.init, s.init } },
   }
   for _, l in ipairs(body_layers(s, false)) do ch[#ch + 1] = l end
-  local G = new(s, ch)
-  function G.condition(G, z, y)
+  local G = new(s, ch, opts or {})
+  function G.condition(G, z, y, _, b)
     check_labels(z, y)
-    return G.net.label_emb(y) * z
+    return G:class_embedding(y, b) * z
   end
   function G.body(G, h) return run_body(G, h, nil, "l1") end
   return G
@@ -138,8 +208,8 @@ end
 
 --- ACQ's generator for small images, eq. (11).
 -- opts: as gen.gdfq, plus positions (h*w of the attention grid, e.g. 64 for
--- ResNet-20 on 32x32). G.position(G, p) -> [B, latent] is Emb_position and
--- may be replaced by any function of p.
+-- ResNet-20 on 32x32). G:position(p, b) -> [B, latent] is Emb_position, or
+-- opts.position(G, p, b).
 function gen.acq(opts)
   opts = opts or {}
   local s = check_opts("acq", opts)
@@ -151,11 +221,14 @@ function gen.acq(opts)
     { "view", nn.unflatten { s.width, s.init, s.init } },
   }
   for _, l in ipairs(body_layers(s, false)) do ch[#ch + 1] = l end
-  local G = new(s, ch)
-  function G.position(G, p) return G.net.pos_emb(p) end
-  function G.condition(G, z, y, p)
+  local G = new(s, ch, opts)
+  function G.position(G, p, b)
+    if G.custom.position then return G.custom.position(G, p, b) end
+    return G.net.pos_emb(p)
+  end
+  function G.condition(G, z, y, p, b)
     check_labels(z, y, p)
-    return (G.net.label_emb(y) + z) * G:position(p) -- eq. (11)
+    return (G:class_embedding(y, b) + z) * G:position(p, b) -- eq. (11)
   end
   function G.body(G, h) return run_body(G, h, nil, "l1") end
   return G
@@ -171,8 +244,9 @@ end
 
 --- ACQ's generator for large images, eq. (12) / Fig. 5.
 -- opts: as gen.gdfq (size e.g. 224), plus grid = {h, w} (the attention grid,
--- 7x7 for ResNet-18 at 224) and smoothing = 0.1. G.position(G, p) -> [B,1,h,w]
--- may be replaced.
+-- 7x7 for ResNet-18 at 224) and smoothing = 0.1. G:position(p, b) ->
+-- [B,1,h,w], or opts.position(G, p, b); opts.fusion(G, f, P, b) replaces
+-- the fusion.
 function gen.fusion(opts)
   opts = opts or {}
   local s = check_opts("fusion", opts)
@@ -188,16 +262,18 @@ function gen.fusion(opts)
     { "fuse", nn.conv2d(2 * s.width + 1, s.width, 3, { padding = 1 }) },
   }
   for _, l in ipairs(body_layers(s, true)) do ch[#ch + 1] = l end
-  local G = new(s, ch)
-  function G.position(G, p, dtype)
+  local G = new(s, ch, opts)
+  function G.position(G, p, b, dtype)
+    if G.custom.position then return G.custom.position(G, p, b) end
     return gen.position_matrix(p, G.grid[1], G.grid[2], G.smoothing, dtype)
   end
-  function G.condition(G, z, y, p)
+  function G.condition(G, z, y, p, b)
     check_labels(z, y, p)
     local f = G.net:forward(z, { from = "l1", to = "view" }) -- f = Linear(z)
+    local P = G:position(p, b, f:dtype())
+    if G.custom.fusion then return G.custom.fusion(G, f, P, b) end
     local f1 = acq.adaptive_max_pool2d(f, G.grid)
     local f2 = acq.adaptive_avg_pool2d(f, G.grid)
-    local P = G:position(p, f:dtype())
     local fp = G.net.fuse(acq.cat({ f1, f2, P }, 1))
     return acq.upsample_nearest2d(fp, { G.init, G.init }) + f -- eq. (12)
   end

@@ -56,10 +56,12 @@ end
 function R.handler(e)
   if getmetatable(e) == UserError then return e end
   local msg = tostring(e)
-  local where = recipe_frame(3)
-  if where and msg:sub(1, #where + 1) ~= where .. ":" then
-    msg = where .. ": " .. msg:gsub("^[^:\n]*%.lua:%d+: ", "")
+  local named = false -- does the message already name a position in recipe code?
+  for file in msg:gmatch("([^%s:]+%.lua):%d+:") do
+    if not file:match("^acq/") and not file:find(LIB, 1, true) then named = true end
   end
+  local where = not named and recipe_frame(3)
+  if where then msg = where .. ": " .. msg:gsub("^[^:\n]*%.lua:%d+: ", "") end
   msg = msg:gsub("\n.*", "")
   if os.getenv("ACQ_TRACEBACK") then msg = debug.traceback(msg, 2) end
   return setmetatable({ msg = msg, code = 1 }, UserError)

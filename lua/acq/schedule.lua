@@ -41,9 +41,10 @@ function S.multistep(v, milestones, gamma)
   end
 end
 
---- A linear ramp from a (at iteration first and before) to b (at last and after).
+--- A linear ramp from a (at iteration first and before) to b (at last and
+-- after); with last == first, a step from a to b.
 function S.linear(a, b, first, last)
-  assert(last > first, "schedule.linear: last must be after first")
+  assert(last >= first, "schedule.linear: last must not be before first")
   return function(it)
     if it <= first then return a end
     if it >= last then return b end
