@@ -12,22 +12,8 @@ local A = require "acq.algorithm"
 local O = require "acq.objective"
 local S = require "acq.schedule"
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  acq.mkdir(d)
-  return d
-end
-
-local function rows_of(path)
-  local rows = {}
-  for line in io.lines(path) do
-    local r = acq.json.decode(line)
-    r.sec_per_iter, r.elapsed = nil, nil
-    rows[#rows + 1] = r
-  end
-  return rows
-end
+local tmpdir = H.tmpdir
+local function rows_of(path) return H.rows_of(path, true) end
 
 -- A run with every extension point in use; `seen` records what reached where.
 local function custom_run(dir, args, seen)

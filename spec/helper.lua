@@ -121,6 +121,26 @@ function H.gradcheck(f, x, what, rtol, atol)
   return g
 end
 
+--- A fresh empty folder under the system's temporary directory.
+function H.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  acq.mkdir(d)
+  return d
+end
+
+--- The rows of a metrics.jsonl file; strip = true drops the wall-clock
+-- fields (sec_per_iter, elapsed), which differ between identical runs.
+function H.rows_of(path, strip)
+  local rows = {}
+  for line in io.lines(path) do
+    local r = acq.json.decode(line)
+    if strip then r.sec_per_iter, r.elapsed = nil, nil end
+    rows[#rows + 1] = r
+  end
+  return rows
+end
+
 --- Runs a shell command; returns its output and exit status.
 function H.run(cmd)
   local p = assert(io.popen(cmd .. " 2>&1; echo \"__rc=$?\""))

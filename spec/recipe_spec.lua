@@ -8,18 +8,7 @@ local recipe = require "acq.recipe"
 
 local ACQLUA = os.getenv("ACQLUA") or "build/bin/acqlua"
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  acq.mkdir(d)
-  return d
-end
-
-local function rows_of(path)
-  local rows = {}
-  for line in io.lines(path) do rows[#rows + 1] = acq.json.decode(line) end
-  return rows
-end
+local tmpdir, rows_of = H.tmpdir, H.rows_of
 
 -- metrics without the wall-clock fields
 local function strip(rows)

@@ -55,9 +55,9 @@ end
 --- An optimizer with AIT's gradient inundation: opt's step, then, for each
 -- quantized conv/linear weight of Q (plan: acq.quant.plan's list), the step
 -- d = w_new - w_old is replaced by alpha d (acq.quant.inundation_factor).
--- threshold: a number or a function of the iteration (alg.it). Has the
--- optimizer's methods; `factors` holds the last step's mean alpha.
-function M.inundated(opt, Q, plan, threshold, alg)
+-- threshold(opt) -> the share of levels a step must change now. Has the
+-- optimizer's methods; W.factor is the last step's mean alpha.
+function M.inundated(opt, Q, plan, threshold)
   local byname = {}
   for _, e in ipairs(Q:named_parameters()) do byname[e[1]] = e[2] end
   local layers = {}
@@ -71,8 +71,7 @@ function M.inundated(opt, Q, plan, threshold, alg)
       for i, l in ipairs(layers) do old[i] = l.w:clone() end
     end)
     opt:step()
-    local thr = S.value(threshold, alg and alg.it or 1)
-    local sum = 0
+    local thr, sum = threshold(opt), 0
     acq.no_grad(function()
       for i, l in ipairs(layers) do
         local d = l.w - old[i]
@@ -91,10 +90,9 @@ function M.inundated(opt, Q, plan, threshold, alg)
 end
 
 --- The pieces of strategy o.strategy for acq.algorithm.new, from the run's
--- options o (lr_q, wd_q, decay_every, tau, kd_t, inundation, epoch_iters):
--- returns {q_objective, optQ = function(Q) -> optimizer, lr_q, series,
--- hooks}. alg_ref: a table whose .alg is set once the state exists (AIT's
--- threshold follows the iteration).
+-- options o (lr_q, wd_q, decay_every, tau, kd_t, inundation, epoch_iters,
+-- warmup) and plan_of(Q) -> Q's quantization plan: returns {q_objective,
+-- optQ = function(Q) -> optimizer, lr_q, series, hooks}.
 function M.pieces(o, plan_of)
   local name = o.strategy
   local sgd = function(Q, wd)
@@ -104,18 +102,16 @@ function M.pieces(o, plan_of)
     return { q_objective = O.acq_q { tau = o.tau, T = o.kd_t }, optQ = function(Q) return sgd(Q, o.wd_q) end,
       lr_q = S.step(o.lr_q, o.decay_every, 0.1) }
   elseif name == "ait" then
-    local lr = S.step(o.lr_q, o.decay_every, 0.1)
-    local p = { q_objective = O.kl_q { T = o.kd_t }, lr_q = lr, series = { { "inundation", "AIT: mean factor" } } }
-    -- the passing threshold x0.1 at each decay of the learning rate
-    local thr = function(it) return o.inundation * lr(it) / o.lr_q end
+    local p = { q_objective = O.kl_q { T = o.kd_t }, lr_q = S.step(o.lr_q, o.decay_every, 0.1),
+      series = { { "inundation", "AIT: mean factor" } } }
     p.optQ = function(Q)
-      p.inundated = M.inundated(sgd(Q, o.wd_q), Q, plan_of(Q), thr, p)
+      -- the passing threshold follows the learning rate: x0.1 at each decay
+      p.inundated = M.inundated(sgd(Q, o.wd_q), Q, plan_of(Q), function(opt) return o.inundation * opt:lr() / o.lr_q end)
       return p.inundated
     end
     p.hooks = { { name = "inundation", after = function(alg, it, row)
-      p.alg = alg
       if not alg:calibrating(it) then row.inundation = p.inundated.factor end
-    end, before = function(alg) p.it, p.alg = alg.it, alg end } }
+    end } }
     return p
   elseif name == "intraq" then
     local e = o.epoch_iters
