@@ -15,6 +15,7 @@ libtorch. Installs the Lua module `acq` (with its C part `acq.core`) and the
 }
 dependencies = {
   "lua >= 5.4, < 5.5",
+  "lpeg", -- acq.quant's bit-width spec grammar
 }
 build = {
   type = "cmake",

@@ -5,7 +5,7 @@ acq itself; the benchmarks import it.
 ResNet-20 (pytorchcv layout, acq's state-dict keys), every BN layer switchable
 between F^eval (running statistics) and F^train (batch statistics, running
 statistics untouched) and recording the mean and biased variance of its input;
-the losses follow ../shared/reference/README.md."""
+the losses follow spec/fixtures/golden.md."""
 import json
 import math
 import struct

@@ -60,9 +60,12 @@ function H.rel(actual, expected, rtol, what)
   return H.close(actual, expected, rtol, rtol * m, what)
 end
 
-H.GOLDEN = os.getenv("ACQ_GOLDEN") or "../shared/reference/golden.safetensors"
+-- The reference values (spec/fixtures/golden.md says how they were made and
+-- the choices where the paper is ambiguous); ACQ_GOLDEN names another file
+-- of the same layout.
+H.GOLDEN = os.getenv("ACQ_GOLDEN") or "spec/fixtures/golden.safetensors"
 local golden_cache
---- The reference tensors of ../shared/reference (loaded once).
+--- The reference tensors of spec/fixtures/golden.safetensors (loaded once).
 function H.golden()
   if not golden_cache then golden_cache = acq.safetensors.load(H.GOLDEN) end
   return golden_cache

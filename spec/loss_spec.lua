@@ -1,5 +1,5 @@
 -- spec/loss_spec.lua -- the attention map and every loss of the paper against
--- ../shared/reference/golden.safetensors (computed by an independent PyTorch
+-- spec/fixtures/golden.safetensors (computed by an independent PyTorch
 -- implementation in float64), finite differences in float64, and the errors.
 local acq = require "acq"
 local H = require "spec.helper"

@@ -1,4 +1,4 @@
--- models_spec.lua -- the FP ResNet-20 F against ../shared/reference: logits
+-- models_spec.lua -- the FP ResNet-20 F against spec/fixtures/golden.safetensors: logits
 -- in the eval and batch-statistics modes, BN input statistics, the backbone
 -- output feeding eq. (3); the three BN modes; state dicts; the other models.
 local acq = require "acq"

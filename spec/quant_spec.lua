@@ -1,5 +1,5 @@
 -- quant_spec.lua -- the fake quantizer of eqs. (1)-(2), the spec grammar,
--- and Q = quantize(F, spec) against ../shared/reference.
+-- and Q = quantize(F, spec) against spec/fixtures/golden.safetensors.
 local acq = require "acq"
 local H = require "spec.helper"
 

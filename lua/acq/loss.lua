@@ -22,7 +22,7 @@ local core = require "acq.core"
 local loss = {}
 for k, v in pairs(core.loss) do loss[k] = v end
 
---- Section 4.1's coefficients. Names follow ../shared/reference/README.md:
+--- Section 4.1's coefficients. Names follow spec/fixtures/golden.md:
 -- pen_ce, pen_bns, pen_cacm are the penalty coefficients (the paper's
 -- epsilon_1..3), alpha, beta, gamma the trade-offs of eq. (15), eps_cacm and
 -- eps_pen the relaxing factors of eqs. (10) and (14).

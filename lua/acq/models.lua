@@ -3,7 +3,7 @@
 -- The forward pass runs in C (src/nn/module.c); these builders only choose
 -- the layers and their names, and the names are the state-dict keys:
 --   resnet20       pytorchcv's resnet20_cifar10 layout, with the short
---                  names of ../shared/reference (conv, bn, layer1.0.conv1,
+--                  names of spec/fixtures/golden.safetensors (conv, bn, layer1.0.conv1,
 --                  layer2.0.short_conv, ..., fc); acq.models.pytorchcv_names
 --                  maps pytorchcv's own keys onto them.
 --   resnet18/50    torchvision's layout and keys.

@@ -6,7 +6,7 @@
  * message starts with the loss's name ("L_CACM: position 70 is outside
  * [0, 64)").
  *
- * Choices where the paper is ambiguous follow ../shared/reference/README.md;
+ * Choices where the paper is ambiguous follow spec/fixtures/golden.md;
  * the alternatives it lists are options (acq_bns_form, acq_reduction,
  * acq_ad_form).
  */

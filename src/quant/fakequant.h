@@ -2,7 +2,7 @@
  * fakequant.h -- the fake quantizer of eqs. (1)-(2) and its bounds.
  *
  *   s = max(u - l, 1e-8) / (2^n - 1)        (the paper prints 2^(n-1): a typo,
- *   b = l / s + 2^(n-1)   (not rounded)      see ../shared/reference/README.md)
+ *   b = l / s + 2^(n-1)   (not rounded)      see spec/fixtures/golden.md)
  *   q = clamp(round(x / s - b), -2^(n-1), 2^(n-1) - 1)    eq. (1), half to even
  *   x_fake = (q + b) * s                                  eq. (2)
  *
