@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
       }
       acq_image img;
       char err[256] = "";
-      if (acq_image_decode(b, m, &img, err, sizeof err)) {
+      if (acq_image_decode(b, m, 0, &img, err, sizeof err)) {
         if (!err[0]) {
           fprintf(stderr, "imgdec_fuzz: a failure without a message\n");
           return 1;

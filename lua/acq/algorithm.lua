@@ -132,8 +132,9 @@ function Alg:begin(it)
   collectgarbage()
   self.it = it
   self.row = { iter = it, phase = it <= self.warmup and "warmup" or "train" }
-  if self.lr_g then self.optG:lr(S.value(self.lr_g, it)) end
-  if self.lr_q then self.optQ:lr(S.value(self.lr_q, it)) end
+  local k = self.lr_scale or 1 -- < 1 after a rollback (acq.run)
+  if self.lr_g then self.optG:lr(S.value(self.lr_g, it) * k) end
+  if self.lr_q then self.optQ:lr(S.value(self.lr_q, it) * k) end
   if it == self.warmup + 1 then self.Q:quant_state "frozen" end
   call_hooks(self, "before", it)
 end

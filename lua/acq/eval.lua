@@ -15,6 +15,8 @@ function E.accuracy(model, loader, o)
   local preds = {}
   acq.no_grad(function()
     for x, y in loader do
+      -- Ctrl-C in a run (acq.catch_interrupts) stops an evaluation at once
+      if acq.interrupted() then error("interrupted", 0) end
       local logits = model:forward(x, { bn = "eval" })
       local pred = logits:argmax(1)
       local true_score = logits:gather(1, y:view(-1, 1))

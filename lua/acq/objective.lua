@@ -153,7 +153,8 @@ function Objective:evaluate(c)
     local ok, v = pcall(t.fn, c)
     if not ok then
       v = tostring(v)
-      error(v:sub(1, #t.name + 1) == t.name .. ":" and v or ("term %s: %s"):format(t.name, v), 0)
+      local bare = v:gsub("^[^%s:]*acq/[%w_]+%.lua:%d+: ", "")
+      error(bare:sub(1, #t.name + 1) == t.name .. ":" and bare or ("term %s: %s"):format(t.name, v), 0)
     end
     if not acq.is_tensor(v) then error(("term %s returned %s, not a scalar tensor"):format(t.name, type(v)), 0) end
     values[t.name] = v

@@ -46,6 +46,9 @@ R.options = {
   { "out", cli.none "path", "run folder (default: runs/<recipe>-<date>-<time>)" },
   { "resume", cli.none "path", "continue the run in this folder from its last checkpoint" },
   { "threads", 0, "CPU threads (0: one per processor)" },
+  { "force", false, "start over in an --out folder that holds a run (its files are replaced)" },
+  { "on_nan", "stop", "a NaN or Inf in a loss or the state: stop, or rollback (to the last checkpoint, learning rates halved)" },
+  { "max_rollbacks", 3, "with --on-nan rollback: at most this many rollbacks" },
   { "calibration", "range", "first layer's input bounds: range (the normalised image's [0,1] range) or "
     .. "observe (min/max of G's warm-up batches, as before 0.2)" },
 }
@@ -105,7 +108,10 @@ local exists = run.exists
 
 --- Dies with "<what> <path>: no such file" unless path is a readable file.
 function R.need_file(path, what)
-  if not exists(path) or acq.isdir(path) then R.die("%s %s: no such file", what, path) end
+  local ok, kind = acq.is_regular_file(path)
+  if not ok then
+    R.die("%s %s: %s", what, path, kind == "No such file or directory" and "no such file" or "is " .. kind)
+  end
   return path
 end
 
@@ -207,6 +213,10 @@ function R.start(name, spec, args, check)
         local ok, err = pcall(acq.quant.parse_spec, o.bits)
         if not ok then R.die("--bits: %s", tostring(err):gsub("\n.*", "")) end
       end
+      -- files and folders named by the options exist (read later, after these checks)
+      if o.weights then R.need_file(o.weights, "--weights") end
+      if o.val and not acq.isdir(o.val) and not exists(o.val) then R.die("--val %s: no such file or folder", o.val) end
+      if o.data and o._given and o._given.data then R.need_dir(o.data, "--data") end
       if check then check(o) end
     end,
   })

@@ -15,7 +15,6 @@
 -- --resume DIR continues from the checkpoint, bit for bit; Ctrl-C (or
 -- SIGTERM) finishes the current iteration, writes a checkpoint and stops.
 local acq = require "acq"
-local P = require "acq.pictures"
 
 local R = {}
 
@@ -50,6 +49,13 @@ local function recipe_frame(level)
   end
 end
 
+--- msg without the library's own positions ("acq/objective.lua:12: ").
+function R.strip_positions(msg)
+  msg = msg:gsub("[^%s:]*acq/[%w_]+%.lua:%d+: ", "")
+  if LIB ~= "" then msg = msg:gsub(LIB:gsub("%p", "%%%0") .. "/[%w_]+%.lua:%d+: ", "") end
+  return msg
+end
+
 --- A message handler for xpcall: user errors pass; any other error becomes
 -- one line "<recipe file>:<line>: <message>", naming the recipe's frame
 -- nearest the error (ACQ_TRACEBACK=1 appends the traceback).
@@ -61,7 +67,8 @@ function R.handler(e)
     if not file:match("^acq/") and not file:find(LIB, 1, true) then named = true end
   end
   local where = not named and recipe_frame(3)
-  if where then msg = where .. ": " .. msg:gsub("^[^:\n]*%.lua:%d+: ", "") end
+  msg = R.strip_positions(msg)
+  if where then msg = where .. ": " .. msg end
   msg = msg:gsub("\n.*", "")
   if os.getenv("ACQ_TRACEBACK") then msg = debug.traceback(msg, 2) end
   return setmetatable({ msg = msg, code = 1 }, UserError)
@@ -102,14 +109,54 @@ R.Run = Run
 
 -- Options that do not change the computation, so a resume may change them.
 local HARMLESS = { iters = true, eval_every = true, log_every = true, ckpt_every = true,
-  sample_every = true, threads = true, out = true, resume = true }
+  sample_every = true, threads = true, out = true, resume = true, force = true, on_nan = true,
+  max_rollbacks = true }
+-- Options that change what the checkpoint's tensors mean: a resume may not change them.
+local STRUCTURAL = { bits = true, model = true, classes = true, dataset = true }
+R.HARMLESS, R.STRUCTURAL = HARMLESS, STRUCTURAL
 
---- Parses the options (--help prints and exits), checks them, then prepares
--- the run folder and seeds. With --resume the saved options are used;
--- options given again replace them (a note for each). defaults(opts), when
--- given, fills options that were not given (a strategy's presets) and
--- check(opts) raises with R.die on a bad one: both run before any file is
--- written.
+-- The files a run writes into its folder (--force removes them, and nothing else).
+local function run_files(dir)
+  local r = {}
+  for _, n in ipairs(acq.listdir(dir)) do
+    if n == "options.json" or n == "history.jsonl" or n == "metrics.jsonl" or n == "checkpoint.safetensors"
+       or n == "result.json" or n == "losses.png" or n:match("^q_.*%.safetensors$") or n:match("_%d%d%d%d%d%d%.png$")
+       or n:match("^%.") then
+      r[#r + 1] = dir .. "/" .. n
+    end
+  end
+  if acq.isdir(dir .. "/samples") then
+    for _, n in ipairs(acq.listdir(dir .. "/samples")) do r[#r + 1] = dir .. "/samples/" .. n end
+  end
+  return r
+end
+
+-- Appends one record to the run's history.jsonl (atomically: the file is
+-- rewritten whole).
+local function history(dir, record)
+  record.time = os.date("!%Y-%m-%dT%H:%M:%SZ")
+  local path = dir .. "/history.jsonl"
+  local old = exists(path) and read(path) or ""
+  acq.write_file(path, old .. acq.json.encode(record) .. "\n")
+end
+R.history = history
+
+local function take_lock(dir, flag)
+  local lock, holder = acq.lock(dir .. "/.lock")
+  if not lock then R.die("%s %s: another run (pid %s) is using this folder", flag, dir, holder) end
+  return lock
+end
+
+--- Parses the options (--help prints and exits), checks them, then takes
+-- the run folder and seeds. Nothing is written before every check passed.
+--   new run:  --out must be a fresh or empty folder (--force replaces the
+--             run in it); options.json is written once;
+--   --resume: the saved options are used; options given again replace them
+--             (a note for each, and a record in history.jsonl), except those
+--             that change what the checkpoint holds (--bits, --model, ...).
+-- A lock (flock on DIR/.lock, held until the process ends) refuses a second
+-- run on the same folder. hooks.defaults(opts) fills options not given (a
+-- strategy's presets); hooks.check(opts) raises with R.die on a bad one.
 function R.start(name, spec, args, hooks)
   hooks = hooks or {}
   local ok, opts, help = pcall(spec.parse, spec, args or {})
@@ -118,20 +165,26 @@ function R.start(name, spec, args, hooks)
     print(help)
     os.exit(0, true)
   end
+  local changed, lock = {}, nil
   if opts.resume then
     local dir = opts.resume
     if not acq.isdir(dir) then R.die("--resume %s: no such folder", dir) end
     local path = dir .. "/options.json"
     if not exists(path) then R.die("--resume %s: no options.json (not a run folder)", dir) end
     local okj, saved = pcall(acq.json.decode, read(path))
-    if not okj then R.die("--resume %s: options.json is damaged: %s", dir, saved) end
+    if not okj or type(saved) ~= "table" then R.die("--resume %s: options.json is damaged: %s", dir, tostring(saved)) end
     for k, v in pairs(saved) do
-      if opts._given[k] then
-        if v ~= opts[k] and not HARMLESS[k] then
-          io.stderr:write(("note: --%s %s replaces the run's %s; the run will not repeat bit for bit\n")
-            :format(k, tostring(opts[k]), tostring(v)))
+      if opts._given[k] and v ~= opts[k] then
+        if STRUCTURAL[k] then
+          R.die("--resume %s: --%s %s differs from the run's %s, which its checkpoint was trained with; "
+            .. "start a new run instead", dir, k:gsub("_", "-"), tostring(opts[k]), tostring(v))
         end
-      elseif v ~= acq.json.null then
+        if not HARMLESS[k] then
+          io.stderr:write(("note: --%s %s replaces the run's %s; the run will not repeat bit for bit\n")
+            :format(k:gsub("_", "-"), tostring(opts[k]), tostring(v)))
+        end
+        changed[k] = { v, opts[k] }
+      elseif not opts._given[k] and v ~= acq.json.null then
         opts[k] = v
       end
     end
@@ -141,166 +194,59 @@ function R.start(name, spec, args, hooks)
     opts.out = opts.out or ("runs/%s-%s"):format(name, os.date("%Y%m%d-%H%M%S"))
   end
   for _, k in ipairs { "iters", "batch", "log_every", "ckpt_every", "sample_every" } do
-    if opts[k] ~= nil and opts[k] < 1 then R.die("--%s must be at least 1, got %d", k, opts[k]) end
+    if opts[k] ~= nil and opts[k] < 1 then R.die("--%s must be at least 1, got %d", k:gsub("_", "-"), opts[k]) end
   end
   if opts.warmup ~= nil and (opts.warmup < 1 or opts.warmup >= opts.iters) then
     R.die("--warmup must be in [1, --iters) (Q needs calibrated bounds before it trains), got %d", opts.warmup)
   end
-  if hooks.check then hooks.check(opts) end
-  acq.mkdir(opts.out)
-  local saved = {}
-  for k, v in pairs(opts) do
-    if k ~= "_given" and k ~= "resume" then saved[k] = v end
+  if opts.on_nan ~= nil and opts.on_nan ~= "stop" and opts.on_nan ~= "rollback" then
+    R.die("--on-nan must be stop or rollback, got '%s'", tostring(opts.on_nan))
   end
-  acq.write_file(opts.out .. "/options.json", acq.json.encode(saved, { indent = 2 }) .. "\n")
+  if opts.max_rollbacks ~= nil and opts.max_rollbacks < 0 then R.die("--max-rollbacks must be at least 0") end
+  if hooks.check then hooks.check(opts) end
+  local dir = opts.out
+  if opts.resume then
+    lock = take_lock(dir, "--resume")
+    local record = { event = "resume", args = table.concat(args or {}, " ") }
+    if next(changed) then record.changed = changed end
+    history(dir, record)
+  else
+    if acq.isdir(dir) and #acq.listdir(dir) > 0 then
+      if not opts.force then
+        R.die("--out %s: the folder is not empty; continue its run with --resume %s, or start over with --force",
+          dir, dir)
+      end
+    elseif exists(dir) and not acq.isdir(dir) then
+      R.die("--out %s: not a folder", dir)
+    end
+    acq.mkdir(dir)
+    lock = take_lock(dir, "--out")
+    if opts.force then
+      for _, f in ipairs(run_files(dir)) do
+        if not f:match("/%.lock$") then os.remove(f) end
+      end
+    end
+    local saved = {}
+    for k, v in pairs(opts) do
+      if k ~= "_given" and k ~= "resume" and k ~= "force" then saved[k] = v end
+    end
+    acq.write_file(dir .. "/options.json", acq.json.encode(saved, { indent = 2 }) .. "\n")
+    history(dir, { event = "start", args = table.concat(args or {}, " ") })
+  end
   acq.set_num_threads(opts.threads and opts.threads > 0 and opts.threads or acq.cpu_count())
   acq.manual_seed(opts.seed or 0)
-  return setmetatable({ name = name, opts = opts, dir = opts.out }, Run)
+  return setmetatable({ name = name, opts = opts, dir = dir, lock = lock }, Run)
 end
 
--- ---- metrics.jsonl ----------------------------------------------------------
+-- The loop, the metrics log and the checkpoints: acq.loop adds Run:loop.
+require("acq.loop")(R, Run)
 
--- Opens the log for appending; keeps only the complete lines up to `upto`
--- (a resumed run rewrites what came after its checkpoint).
-local function open_log(path, upto)
-  local keep, rows = {}, {}
-  if exists(path) then
-    for line in read(path):gmatch("[^\n]+") do
-      local ok, row = pcall(acq.json.decode, line)
-      if ok and type(row) == "table" and row.iter and row.iter <= upto then
-        keep[#keep + 1], rows[#rows + 1] = line, row
-      end
-    end
-  end
-  acq.write_file(path, #keep > 0 and table.concat(keep, "\n") .. "\n" or "")
-  return assert(io.open(path, "ab")), rows
-end
-
--- ---- checkpoints -------------------------------------------------------------
-
-local FORMAT = "acq-run-v1"
-
-local function save_checkpoint(path, alg, it, elapsed)
-  local t, meta = alg:state()
-  t["rng.global"] = acq.rng_state()
-  meta.format, meta.iter, meta.elapsed = FORMAT, tostring(it), ("%.17g"):format(elapsed)
-  acq.safetensors.save(path, t, meta)
-end
-
-local function load_checkpoint(path, alg)
-  local ok, t, meta = pcall(acq.safetensors.load, path)
-  if not ok then R.die("cannot resume: %s", tostring(t)) end
-  if meta.format ~= FORMAT then R.die("cannot resume: %s is not an acq run checkpoint", path) end
-  local it = tonumber(meta.iter)
-  alg:load(t, meta, it, path)
-  acq.set_rng_state(t["rng.global"])
-  return it, tonumber(meta.elapsed) or 0
-end
-
-local function number_of(t)
-  if type(t) == "number" then return t end
-  return t:item()
-end
-
---- Algorithm 1 on this run: alg (acq.algorithm.new) repeats body(it) from
--- the first iteration, or the checkpoint's, to --iters, with the metrics
--- log, pictures, evaluation, checkpoints and signals around it. a:
--- {evaluate = function(Q) -> top1[, top5] (real data reaches the run only
--- through it), model = {name, classes, in_channels} (for the export)}.
--- Returns {iter, q_top1, q_top5, interrupted, elapsed, dir, Q, export}.
-function Run:loop(alg, body, a)
-  a = a or {}
-  local o, dir = self.opts, self.dir
-  alg.iters = o.iters
-  local ckpt = dir .. "/checkpoint.safetensors"
-  local start, elapsed0 = 0, 0
-  if o.resume then
-    if not exists(ckpt) then R.die("--resume %s: no checkpoint.safetensors yet (the run stopped before its first)", dir) end
-    start, elapsed0 = load_checkpoint(ckpt, alg)
-  end
-  local log, rows = open_log(dir .. "/metrics.jsonl", start)
-  acq.mkdir(dir .. "/samples")
-  local fixed = P.fixed_samples(alg)
-  if start > 0 then print(("resuming %s at iteration %d of %d"):format(dir, start, o.iters))
-  else print(("run folder %s; Q: %s"):format(dir, acq.quant.describe(alg.plan))) end
-
-  local bar = acq.progress.new { total = o.iters, label = self.name, start = start }
-  local function say(msg) bar:print(msg) end
-  local t_start = acq.clock()
-  local last = {}
-  local function elapsed() return elapsed0 + acq.clock() - t_start end
-
-  local function evaluate(it, row)
-    if not a.evaluate then return end
-    local top1, top5 = a.evaluate(alg.Q)
-    row.q_top1, row.q_top5 = number_of(top1), top5 and number_of(top5)
-    last.top1, last.top5 = row.q_top1, row.q_top5
-    say(("iteration %d: Q top-1 %.2f%%"):format(it, row.q_top1))
-    alg:notify("on_eval", it, row)
-  end
-  local function picture(it) P.draw_all(dir, alg, fixed, rows, self.name, it, say) end
-
-  if start == 0 then picture(0) end
-  acq.catch_interrupts()
-  local t_log, it_log = acq.clock(), start
-  local ok, err = pcall(function()
-    for it = start + 1, o.iters do
-      local okit, row = xpcall(alg.iteration, R.handler, alg, it, body)
-      if not okit then
-        local good = exists(ckpt) and ("the last checkpoint (%s) is intact"):format(ckpt) or "no checkpoint was written yet"
-        local why = tostring(row):gsub("^[^:\n]*/acq/[^:\n]*%.lua:%d+: ", "")
-        R.stop(1, "stopped at iteration %d: %s; %s", it, why, good)
-      end
-      local evaluated = false
-      if it > o.warmup and ((o.eval_every > 0 and it % o.eval_every == 0) or it == o.iters) then
-        evaluate(it, row)
-        evaluated = true
-      end
-      if row.lr_g or evaluated then
-        local now = acq.clock()
-        row.sec_per_iter = (now - t_log) / (it - it_log)
-        row.elapsed = elapsed()
-        t_log, it_log = now, it
-        log:write(acq.json.encode(row), "\n")
-        log:flush()
-        rows[#rows + 1] = row
-      end
-      if it % o.sample_every == 0 or it == o.iters then picture(it) end
-      local stop = acq.interrupted()
-      if it % o.ckpt_every == 0 or it == o.iters or stop then
-        save_checkpoint(ckpt, alg, it, elapsed())
-        alg:notify("on_checkpoint", it)
-      end
-      bar:update(it, { L_G = row.L_G, L_Q = row.L_Q, top1 = last.top1 })
-      if stop then
-        bar:finish()
-        print(("%s: stopped after iteration %d; checkpoint written. Continue with:\n  acqlua %s --resume %s")
-          :format(stop, it, arg and arg[0] or "<recipe>", dir))
-        return { interrupted = true, iter = it }
-      end
-    end
-  end)
-  acq.release_interrupts()
-  log:close()
-  if not ok then
-    bar:finish()
-    error(err, 0)
-  end
-  if err and err.interrupted then return err end
-  bar:finish()
-  local res = { iter = o.iters, q_top1 = last.top1, q_top5 = last.top5, elapsed = elapsed(), dir = dir, Q = alg.Q }
-  if a.model then
-    res.export = ("%s/q_%s.safetensors"):format(dir, o.bits:gsub("[^%w]+", "_"))
-    acq.export.save(alg.Q, res.export, { model = a.model.name, classes = a.model.classes,
-      in_channels = a.model.in_channels, spec = o.bits })
-  end
-  return res
-end
-
---- Writes result.json (a summary of the run) and returns it.
+--- Writes result.json (a summary of the run), the last file a run writes:
+-- its presence marks a finished run. Returns the summary.
 function Run:finish(summary)
   summary.dir = self.dir
   acq.write_file(self.dir .. "/result.json", acq.json.encode(summary, { indent = 2 }) .. "\n")
+  history(self.dir, { event = "finish", iter = self.opts.iters })
   return summary
 end
 

@@ -34,7 +34,8 @@ static void jerr_silent(j_common_ptr c, int level) {
   (void)level;
 }
 
-static int decode_jpeg(const uint8_t *data, size_t n, acq_image *img, char *err, size_t errn) {
+static int decode_jpeg(const uint8_t *data, size_t n, uint64_t max_pixels, acq_image *img, char *err,
+                       size_t errn) {
   struct jpeg_decompress_struct d;
   struct jerr e;
   uint8_t *volatile pix = NULL;
@@ -52,6 +53,12 @@ static int decode_jpeg(const uint8_t *data, size_t n, acq_image *img, char *err,
   jpeg_create_decompress(&d);
   jpeg_mem_src(&d, data, (unsigned long)n);
   jpeg_read_header(&d, TRUE);
+  if ((uint64_t)d.image_width * d.image_height > max_pixels) {
+    snprintf(err, errn, "%ux%u pixels is above the limit of %llu (a decompression bomb?)", d.image_width,
+             d.image_height, (unsigned long long)max_pixels);
+    jpeg_destroy_decompress(&d);
+    return -1;
+  }
   int cmyk = d.jpeg_color_space == JCS_CMYK || d.jpeg_color_space == JCS_YCCK;
   d.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   jpeg_start_decompress(&d);
@@ -128,7 +135,8 @@ static void png_warn(png_structp png, png_const_charp m) {
   (void)m;
 }
 
-static int decode_png(const uint8_t *data, size_t n, acq_image *img, char *err, size_t errn) {
+static int decode_png(const uint8_t *data, size_t n, uint64_t max_pixels, acq_image *img, char *err,
+                      size_t errn) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_err, png_warn);
   png_infop info = png ? png_create_info_struct(png) : NULL;
   uint8_t *volatile pix = NULL;
@@ -149,6 +157,12 @@ static int decode_png(const uint8_t *data, size_t n, acq_image *img, char *err, 
   png_set_read_fn(png, &r, png_read_mem);
   png_read_info(png, info);
   png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+  if ((uint64_t)w * h > max_pixels) {
+    snprintf(err, errn, "%lux%lu pixels is above the limit of %llu (a decompression bomb?)", (unsigned long)w,
+             (unsigned long)h, (unsigned long long)max_pixels);
+    png_destroy_read_struct(&png, &info, NULL);
+    return -1;
+  }
   int ct = png_get_color_type(png, info);
   if (png_get_bit_depth(png, info) == 16) png_set_strip_16(png);
   if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
@@ -178,11 +192,14 @@ static int decode_png(const uint8_t *data, size_t n, acq_image *img, char *err, 
   return 0;
 }
 
-int acq_image_decode(const uint8_t *data, size_t n, acq_image *img, char *err, size_t errn) {
+int acq_image_decode(const uint8_t *data, size_t n, uint64_t max_pixels, acq_image *img, char *err,
+                     size_t errn) {
   img->pixels = NULL;
   img->width = img->height = 0;
-  if (n >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return decode_jpeg(data, n, img, err, errn);
-  if (n >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0) return decode_png(data, n, img, err, errn);
+  if (max_pixels == 0) max_pixels = ACQ_IMAGE_MAX_PIXELS;
+  if (n >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
+    return decode_jpeg(data, n, max_pixels, img, err, errn);
+  if (n >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0) return decode_png(data, n, max_pixels, img, err, errn);
   snprintf(err, errn, "neither a JPEG nor a PNG file");
   return -1;
 }

@@ -14,10 +14,16 @@ typedef struct acq_image {
   int width, height;
 } acq_image;
 
+/* PIL's limit against decompression bombs: it refuses images of more than
+ * twice Image.MAX_IMAGE_PIXELS (89,478,485) pixels. */
+#define ACQ_IMAGE_MAX_PIXELS 178956970ull
+
 /* Decodes the bytes of a JPEG or PNG file (told apart by their signatures).
- * On error writes a one-line message into err and returns non-zero; nothing
- * is allocated then. */
-int acq_image_decode(const uint8_t *data, size_t n, acq_image *img, char *err, size_t errn);
+ * Images of more than max_pixels pixels (0: ACQ_IMAGE_MAX_PIXELS) are
+ * refused from their header, before any pixel is decoded. On error writes a
+ * one-line message into err and returns non-zero; nothing is allocated then. */
+int acq_image_decode(const uint8_t *data, size_t n, uint64_t max_pixels, acq_image *img, char *err,
+                     size_t errn);
 
 /* Resizes 8-bit pixels (h rows of w * c bytes) to oh rows of ow * c bytes
  * into out exactly as PIL's Image.resize((ow, oh), Image.BILINEAR) does

@@ -23,6 +23,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -43,6 +44,34 @@ static int stfile_gc(lua_State *L) {
 }
 
 /* Opens path into a closable userdata left on the stack. */
+#define ACQ_ST_CRC_KEY "crc32"
+
+/* CRC-32 (zlib's) of n bytes, in pieces zlib's uInt can take. */
+static unsigned long data_crc(const unsigned char *p, uint64_t n) {
+  unsigned long c = crc32(0L, Z_NULL, 0);
+  while (n > 0) {
+    uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+    c = crc32(c, p, k);
+    p += k;
+    n -= k;
+  }
+  return c;
+}
+
+/* The first element of a float buffer that is NaN or Inf, or -1. */
+static int64_t first_nonfinite(const void *buf, int dtype, int64_t numel) {
+  if (dtype == ATC_F32) {
+    const float *x = buf;
+    for (int64_t i = 0; i < numel; i++)
+      if (!isfinite(x[i])) return i;
+  } else if (dtype == ATC_F64) {
+    const double *x = buf;
+    for (int64_t i = 0; i < numel; i++)
+      if (!isfinite(x[i])) return i;
+  }
+  return -1;
+}
+
 static acq_st_file *open_file(lua_State *L, const char *path) {
   acq_st_file *f = lua_newuserdatauv(L, sizeof *f, 0);
   memset(f, 0, sizeof *f);
@@ -55,6 +84,16 @@ static acq_st_file *open_file(lua_State *L, const char *path) {
   lua_setmetatable(L, -2);
   char err[ACQ_ST_ERR];
   if (acq_st_open(path, f, err, sizeof err)) luaL_error(L, "%s", err);
+  /* a file written with {checksum = true} carries the CRC-32 of its data
+   * section; a mismatch means the bytes changed after writing */
+  for (int i = 0; i < f->nmeta; i++) {
+    if (strcmp(f->meta_key[i], ACQ_ST_CRC_KEY) != 0) continue;
+    char got[16];
+    snprintf(got, sizeof got, "%08lx", data_crc(f->data, f->data_size));
+    if (strcmp(got, f->meta_val[i]) != 0)
+      luaL_error(L, "%s: checksum mismatch (stored crc32 %s, computed %s): the file is corrupted", path,
+                 f->meta_val[i], got);
+  }
   return f;
 }
 
@@ -158,11 +197,21 @@ const char **acqL_sorted_names(lua_State *L, int idx, int *n, const char *path) 
   return names;
 }
 
-/* acq.safetensors.save(path, tensors [, metadata]) */
+/* acq.safetensors.save(path, tensors [, metadata [, {checksum = false,
+ *                       finite = false}]])
+ * checksum: store the CRC-32 of the data section in the metadata ("crc32"),
+ * which every load then checks; finite: refuse (write nothing) when a
+ * float tensor holds NaN or Inf, naming it. */
 static int l_st_save(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  int want_crc = 0, want_finite = 0;
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    want_crc = acqL_optbool(L, 4, "checksum", 0);
+    want_finite = acqL_optbool(L, 4, "finite", 0);
+  }
   lua_settop(L, 3);
   /* 4: list of {name, tensor} in write order */
   lua_newtable(L);
@@ -208,6 +257,11 @@ static int l_st_save(lua_State *L) {
     lua_rawseti(L, 7, i + 1);
     if (atc_tensor_read(&st, b->h, (atc_dtype)m.dtype, buf, m.numel))
       return luaL_error(L, "%s: '%s': %s", path, name, st.msg);
+    if (want_finite) {
+      int64_t bad = first_nonfinite(buf, m.dtype, m.numel);
+      if (bad >= 0)
+        return luaL_error(L, "%s: not written: tensor '%s' holds NaN or Inf (element %d)", path, name, (int)bad);
+    }
     memcpy(shapes + i * ATC_MAX_DIMS, m.sizes, sizeof(int64_t) * m.ndim);
     out[i].name = name;
     out[i].dtype = m.dtype;
@@ -226,10 +280,12 @@ static int l_st_save(lua_State *L) {
       lua_pop(L, 1);
       nm++;
     }
-    mk = lua_newuserdatauv(L, sizeof(char *) * (nm ? nm : 1), 0); /* 8 */
-    mv = lua_newuserdatauv(L, sizeof(char *) * (nm ? nm : 1), 0); /* 9 */
-    lua_newtable(L);                                              /* 10: anchors */
-    int k = 0;
+  }
+  mk = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nm + 1), 0); /* 8 */
+  mv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nm + 1), 0); /* 9 */
+  lua_newtable(L);                                                 /* 10: anchors */
+  int k = 0;
+  if (!lua_isnil(L, 3)) {
     lua_pushnil(L);
     while (lua_next(L, 3)) {
       if (lua_type(L, -2) != LUA_TSTRING)
@@ -239,15 +295,40 @@ static int l_st_save(lua_State *L) {
       lua_pop(L, 1);
       mk[k] = lua_tostring(L, -1); /* a key of the metadata table */
       mv[k] = v;                   /* anchored in table 10 */
+      if (want_crc && strcmp(mk[k], ACQ_ST_CRC_KEY) == 0) continue; /* replaced below */
       k++;
     }
   }
+  char crc[16];
+  if (want_crc) {
+    unsigned long c = crc32(0L, Z_NULL, 0);
+    for (int i = 0; i < n; i++) {
+      const unsigned char *p = out[i].data;
+      uint64_t left = out[i].nbytes;
+      while (left > 0) {
+        uInt q = left > (1u << 30) ? (1u << 30) : (uInt)left;
+        c = crc32(c, p, q);
+        p += q;
+        left -= q;
+      }
+    }
+    snprintf(crc, sizeof crc, "%08lx", c);
+    mk[k] = ACQ_ST_CRC_KEY;
+    mv[k] = crc;
+    k++;
+  }
+  nm = k;
   char err[ACQ_ST_ERR];
   if (acq_st_write(path, out, n, mk, mv, nm, err, sizeof err)) return luaL_error(L, "%s", err);
   return 0;
 }
 
 const char *acqL_read_file(lua_State *L, const char *path, size_t *len) {
+  /* only regular files: a FIFO would block, a device never end */
+  struct stat sb;
+  if (stat(path, &sb) != 0) luaL_error(L, "%s: %s", path, strerror(errno));
+  if (!S_ISREG(sb.st_mode))
+    luaL_error(L, "%s: not a regular file (%s)", path, S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO" : "a device or socket");
   gzFile f = gzopen(path, "rb");
   if (!f) luaL_error(L, "%s: %s", path, errno ? strerror(errno) : "cannot open");
   luaL_Buffer B;
@@ -277,16 +358,20 @@ static int l_read_file(lua_State *L) {
   return 1;
 }
 
-/* acq.decode_image(path) -> u8 tensor [H, W, 3] (RGB; JPEG or PNG) */
+/* acq.decode_image(path [, {max_pixels = 178956970}]) -> u8 tensor [H, W, 3]
+ * (RGB; JPEG or PNG). An image of more than max_pixels pixels (PIL's limit
+ * by default) is refused from its header, before decoding. */
 static int l_decode_image(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  lua_Number maxpx = acqL_optnumfield(L, 2, "max_pixels", 0);
+  if (maxpx < 0) return luaL_error(L, "decode_image: max_pixels must be positive");
   lua_settop(L, 1);
   size_t n;
   const uint8_t *bytes = (const uint8_t *)acqL_read_file(L, path, &n);
   acqL_Tensor *b = acqL_newtensor(L);
   acq_image img;
   char err[256];
-  if (acq_image_decode(bytes, n, &img, err, sizeof err)) return luaL_error(L, "%s: %s", path, err);
+  if (acq_image_decode(bytes, n, (uint64_t)maxpx, &img, err, sizeof err)) return luaL_error(L, "%s: %s", path, err);
   int64_t shape[3] = {img.height, img.width, 3};
   atc_status st;
   int rc = atc_from_buffer(&st, img.pixels, shape, 3, ATC_U8, &b->h);

@@ -2,7 +2,12 @@
  * l_runtime.c -- seeds, generators, threads, devices and the memory report.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,8 +250,103 @@ static int l_cpu_count(lua_State *L) {
   return 1;
 }
 
+/* ---- run-folder locks -------------------------------------------------------- */
+
+#define ACQ_LOCK_MT "acq.Lock"
+
+typedef struct Lock {
+  int fd; /* -1 once released */
+} Lock;
+
+static int lock_release(lua_State *L) {
+  Lock *k = luaL_checkudata(L, 1, ACQ_LOCK_MT);
+  if (k->fd >= 0) {
+    close(k->fd); /* releases the flock */
+    k->fd = -1;
+  }
+  return 0;
+}
+
+/* acq.lock(path) -> lock | nil, holder
+ * Takes an exclusive flock on path (created if needed) without waiting and
+ * writes this process's pid into it. When another process holds it: nil and
+ * the holder's pid as written in the file. The lock lasts until lock:release(),
+ * its collection or the process's end (the kernel releases it even after
+ * kill -9). */
+static int l_lock(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  Lock *k = lua_newuserdatauv(L, sizeof *k, 0);
+  k->fd = -1;
+  if (luaL_newmetatable(L, ACQ_LOCK_MT)) {
+    lua_pushcfunction(L, lock_release);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, lock_release);
+    lua_setfield(L, -2, "__close");
+    lua_newtable(L);
+    lua_pushcfunction(L, lock_release);
+    lua_setfield(L, -2, "release");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_setmetatable(L, -2);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return luaL_error(L, "%s: %s", path, strerror(errno));
+  struct stat sb;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    close(fd);
+    return luaL_error(L, "%s: not a regular file", path);
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    char buf[64] = {0};
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    if (e != EWOULDBLOCK) return luaL_error(L, "%s: %s", path, strerror(e));
+    lua_pushnil(L);
+    if (n > 0) {
+      buf[n] = 0;
+      buf[strcspn(buf, "\r\n")] = 0;
+      lua_pushstring(L, buf);
+    } else {
+      lua_pushliteral(L, "unknown");
+    }
+    return 2;
+  }
+  char pid[32];
+  int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+    int e = errno;
+    close(fd);
+    return luaL_error(L, "%s: %s", path, strerror(e));
+  }
+  k->fd = fd;
+  return 1;
+}
+
+/* acq.is_regular_file(path) -> true | false, what it is ("a directory",
+ * "a FIFO", "a device", ... or the error) without opening it. */
+static int l_is_regular_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat sb;
+  if (stat(path, &sb) != 0) {
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  if (S_ISREG(sb.st_mode)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_pushstring(L, S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO"
+                    : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device"
+                    : S_ISSOCK(sb.st_mode) ? "a socket" : "not a regular file");
+  return 2;
+}
+
 static const luaL_Reg functions[] = {
     {"cpu_count", l_cpu_count},
+    {"lock", l_lock},
+    {"is_regular_file", l_is_regular_file},
     {"catch_interrupts", l_catch_interrupts},
     {"release_interrupts", l_release_interrupts},
     {"interrupted", l_interrupted},

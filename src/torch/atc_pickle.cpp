@@ -56,8 +56,33 @@ struct Obj {
   std::vector<Ref> items;                  // TUPLE, LIST
   std::vector<std::pair<Ref, Ref>> dict;   // DICT, in insertion order
   at::Tensor t;                            // TENSOR (a storage is a 1-d tensor)
+  int depth = 0;                           // nesting below this object (containers)
   explicit Obj(Kind k) : kind(k) {}
+  // Children are released iteratively: a deeply nested object would
+  // otherwise overflow the C stack with recursive destructors.
+  ~Obj() {
+    std::vector<Ref> pending;
+    take_children(pending);
+    while (!pending.empty()) {
+      Ref r = std::move(pending.back());
+      pending.pop_back();
+      if (r && r.use_count() == 1) r->take_children(pending);
+    }
+  }
+  void take_children(std::vector<Ref> &out) {
+    for (auto &c : items) out.push_back(std::move(c));
+    for (auto &kv : dict) {
+      out.push_back(std::move(kv.first));
+      out.push_back(std::move(kv.second));
+    }
+    items.clear();
+    dict.clear();
+  }
 };
+
+// The deepest nesting of tuples, lists and dicts a file may have (a state
+// dict needs a handful of levels).
+constexpr int kMaxDepth = 1000;
 
 Ref mk(Obj::Kind k) { return std::make_shared<Obj>(k); }
 Ref mk_int(int64_t v) { auto o = mk(Obj::INT); o->i = v; return o; }
@@ -141,8 +166,10 @@ class Unpickler {
         }
         case 'l': { auto o = mk(Obj::LIST); o->items = since_mark(); push(o); break; }
         case 'd': { auto o = mk(Obj::DICT); set_items(o, since_mark()); push(o); break; }
-        case 'a': { auto v = pop(); list_at_top()->items.push_back(v); break; }   // APPEND
+        case 'a': { auto v = pop(); auto l = list_at_top(); deepen(l, v);         // APPEND
+                    l->items.push_back(v); break; }
         case 'e': { auto v = since_mark(); auto l = list_at_top();                // APPENDS
+                    for (const auto &c : v) deepen(l, c);
                     l->items.insert(l->items.end(), v.begin(), v.end()); break; }
         case 's': { auto kv = last(2); set_items(dict_at_top(), kv); break; }     // SETITEM
         case 'u': { auto kv = since_mark(); set_items(dict_at_top(), kv); break; } // SETITEMS
@@ -204,7 +231,16 @@ class Unpickler {
   }
   void push(Ref o) {
     if (stack_.size() > (1u << 20)) bad("stack too deep");
+    if (o->kind == Obj::TUPLE || o->kind == Obj::LIST || o->kind == Obj::DICT) {
+      for (const auto &c : o->items) deepen(o, c);
+      for (const auto &kv : o->dict) deepen(o, kv.first), deepen(o, kv.second);
+    }
     stack_.push_back(std::move(o));
+  }
+  // Records that container o holds child c; refuses nesting past kMaxDepth.
+  void deepen(const Ref &o, const Ref &c) {
+    if (c->depth + 1 > o->depth) o->depth = c->depth + 1;
+    if (o->depth > kMaxDepth) bad("nested more than " + std::to_string(kMaxDepth) + " levels deep");
   }
   Ref pop() {
     if (stack_.empty() || stack_.back()->kind == Obj::MARK) bad("stack underflow");
@@ -241,7 +277,11 @@ class Unpickler {
   }
   void set_items(const Ref &d, const std::vector<Ref> &kv) {
     if (kv.size() % 2) bad("an odd number of dict items");
-    for (size_t j = 0; j < kv.size(); j += 2) d->dict.emplace_back(kv[j], kv[j + 1]);
+    for (size_t j = 0; j < kv.size(); j += 2) {
+      deepen(d, kv[j]);
+      deepen(d, kv[j + 1]);
+      d->dict.emplace_back(kv[j], kv[j + 1]);
+    }
   }
   int64_t as_int(const Ref &o, const char *what) {
     if (o->kind != Obj::INT) bad(std::string(what) + " is not an integer");

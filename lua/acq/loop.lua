@@ -1,0 +1,235 @@
+--- acq.loop: Run:loop, the part of acq.run that repeats Algorithm 1's
+-- iterations with the metrics log, pictures, evaluation, checkpoints,
+-- signals and the divergence policy around them (see acq.run for the run
+-- folder). This module is loaded by acq.run, which passes itself.
+local acq = require "acq"
+local P = require "acq.pictures"
+
+return function(R, Run)
+local exists, history = R.exists, R.history
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- ---- metrics.jsonl ----------------------------------------------------------
+
+-- Opens the log for appending; keeps only the complete lines up to `upto`
+-- (a resumed run rewrites what came after its checkpoint).
+local function open_log(path, upto)
+  local keep, rows = {}, {}
+  if exists(path) then
+    for line in read(path):gmatch("[^\n]+") do
+      local ok, row = pcall(acq.json.decode, line)
+      if ok and type(row) == "table" and row.iter and row.iter <= upto then
+        keep[#keep + 1], rows[#rows + 1] = line, row
+      end
+    end
+  end
+  acq.write_file(path, #keep > 0 and table.concat(keep, "\n") .. "\n" or "")
+  return assert(io.open(path, "ab")), rows
+end
+
+-- ---- checkpoints -------------------------------------------------------------
+
+local FORMAT = "acq-run-v1"
+
+-- Writes the checkpoint atomically, with the CRC-32 of its tensor data,
+-- and only when every floating tensor in it is finite (else an error
+-- naming the first that is not; the previous checkpoint stays).
+local function save_checkpoint(path, alg, it, elapsed)
+  local t, meta = alg:state()
+  t["rng.global"] = acq.rng_state()
+  meta.format, meta.iter, meta.elapsed = FORMAT, tostring(it), ("%.17g"):format(elapsed)
+  meta.lr_scale = ("%.17g"):format(alg.lr_scale or 1)
+  acq.safetensors.save(path, t, meta, { checksum = true, finite = true })
+end
+
+local function load_checkpoint(path, alg)
+  local okr, what = acq.is_regular_file(path)
+  if not okr then R.die("cannot resume: %s is %s", path, what) end
+  local ok, t, meta = pcall(acq.safetensors.load, path)
+  if not ok then R.die("cannot resume: %s", tostring(t):gsub("\n.*", "")) end
+  if meta.format ~= FORMAT then R.die("cannot resume: %s is not an acq run checkpoint", path) end
+  local it = tonumber(meta.iter)
+  alg:load(t, meta, it, path)
+  alg.lr_scale = tonumber(meta.lr_scale) or 1
+  acq.set_rng_state(t["rng.global"])
+  return it, tonumber(meta.elapsed) or 0
+end
+
+local function number_of(t)
+  if type(t) == "number" then return t end
+  return t:item()
+end
+
+-- A failure that is the training diverging (a NaN or Inf in a loss or in
+-- the state), as opposed to a bug.
+local function diverged(msg)
+  msg = tostring(msg)
+  return msg:find("NaN") or msg:find("Inf") or msg:find(" is nan") or msg:find(" is inf") or msg:find(" is %-inf")
+end
+
+--- Algorithm 1 on this run: alg (acq.algorithm.new) repeats body(it) from
+-- the first iteration, or the checkpoint's, to --iters, with the metrics
+-- log, pictures, evaluation, checkpoints and signals around it. a:
+-- {evaluate = function(Q) -> top1[, top5] (real data reaches the run only
+-- through it), model = {name, classes, in_channels} (for the export)}.
+-- The last iteration's checkpoint is written before the final evaluation,
+-- so a run stopped during it resumes with the evaluation alone. A loss or a
+-- state that is not finite stops the run (--on-nan stop), or rolls it back
+-- to the last checkpoint with the learning rates halved, at most
+-- --max-rollbacks times (--on-nan rollback).
+-- Returns {iter, q_top1, q_top5, interrupted, elapsed, dir, Q, export}.
+function Run.loop(self, alg, body, a)
+  a = a or {}
+  local o, dir = self.opts, self.dir
+  alg.iters = o.iters
+  alg.lr_scale = alg.lr_scale or 1
+  local ckpt = dir .. "/checkpoint.safetensors"
+  local start, elapsed0 = 0, 0
+  if o.resume then
+    if not exists(ckpt) then R.die("--resume %s: no checkpoint.safetensors yet (the run stopped before its first)", dir) end
+    start, elapsed0 = load_checkpoint(ckpt, alg)
+    if start >= o.iters and exists(dir .. "/result.json") then
+      R.die("--resume %s: the run finished at iteration %d (result.json); give a larger --iters to train on", dir, start)
+    end
+    os.remove(dir .. "/result.json") -- the run is not finished any more
+  end
+  local logpath = dir .. "/metrics.jsonl"
+  local log, rows = open_log(logpath, start)
+  acq.mkdir(dir .. "/samples")
+  local fixed = P.fixed_samples(alg)
+  if start > 0 then print(("resuming %s at iteration %d of %d"):format(dir, start, o.iters))
+  else print(("run folder %s; Q: %s"):format(dir, acq.quant.describe(alg.plan))) end
+
+  local bar = acq.progress.new { total = o.iters, label = self.name, start = start }
+  local function say(msg) bar:print(msg) end
+  local t_start = acq.clock()
+  local last = {}
+  local function elapsed() return elapsed0 + acq.clock() - t_start end
+
+  local INTERRUPTED = {}
+  local function evaluate(it, row)
+    if not a.evaluate then return end
+    local okE, top1, top5 = pcall(a.evaluate, alg.Q)
+    if not okE then error(top1 == "interrupted" and INTERRUPTED or top1, 0) end
+    row.q_top1, row.q_top5 = number_of(top1), top5 and number_of(top5)
+    last.top1, last.top5 = row.q_top1, row.q_top5
+    say(("iteration %d: Q top-1 %.2f%%"):format(it, row.q_top1))
+    alg:notify("on_eval", it, row)
+  end
+  local function picture(it) P.draw_all(dir, alg, fixed, rows, self.name, it, say) end
+  local function write_row(row)
+    log:write(acq.json.encode(row), "\n")
+    log:flush()
+    rows[#rows + 1] = row
+  end
+
+  if start == 0 then picture(0) end
+  local last_good = start > 0 and start or nil -- the checkpoint on disk
+  local rollbacks = 0
+  acq.catch_interrupts()
+  local t_log, it_log = acq.clock(), start
+  local ok, err = pcall(function()
+    if start >= o.iters then
+      -- stopped during the final evaluation: its row is the log's last
+      local row = rows[#rows] and rows[#rows].iter == start and table.remove(rows) or { iter = start }
+      log:close()
+      log = open_log(logpath, start - 1)
+      evaluate(start, row)
+      write_row(row)
+      return
+    end
+    local it = start
+    while it < o.iters do
+      it = it + 1
+      local okit, row = xpcall(alg.iteration, R.handler, alg, it, body)
+      local stop = acq.interrupted()
+      if okit and (it % o.ckpt_every == 0 or it == o.iters or stop) then
+        local okc, errc = pcall(save_checkpoint, ckpt, alg, it, elapsed())
+        if okc then
+          last_good = it
+          alg:notify("on_checkpoint", it)
+        else
+          okit, row = false, tostring(errc):gsub("^[^:\n]*%.safetensors: not written: ", "the state is not finite: ")
+        end
+      end
+      if not okit then
+        local why = tostring(row):gsub("^[^:\n]*/acq/[^:\n]*%.lua:%d+: ", "")
+        if (o.on_nan == "rollback") and diverged(why) and last_good and rollbacks < (o.max_rollbacks or 3) then
+          rollbacks = rollbacks + 1
+          local back = load_checkpoint(ckpt, alg)
+          alg.lr_scale = alg.lr_scale * 0.5
+          log:close()
+          log, rows = open_log(logpath, back)
+          say(("iteration %d: %s; rolled back to iteration %d, learning rates x%g (rollback %d of %d)")
+            :format(it, why, back, alg.lr_scale, rollbacks, o.max_rollbacks or 3))
+          history(dir, { event = "rollback", failed_at = it, to = back, lr_scale = alg.lr_scale, why = why })
+          it, t_log, it_log = back, acq.clock(), back
+        else
+          local good = last_good and ("the last checkpoint (%s, iteration %d) is intact"):format(ckpt, last_good)
+            or "no checkpoint was written yet"
+          R.stop(1, "stopped at iteration %d: %s; %s", it, why, good)
+        end
+      else
+        local due = it > o.warmup and ((o.eval_every > 0 and it % o.eval_every == 0) or it == o.iters)
+        if row.lr_g or due then
+          local now = acq.clock()
+          row.sec_per_iter = (now - t_log) / (it - it_log)
+          row.elapsed = elapsed()
+          t_log, it_log = now, it
+        end
+        if due and it == o.iters then
+          -- the losses first: a run stopped during the final evaluation
+          -- resumes with the evaluation alone, and completes this row
+          write_row(row)
+          evaluate(it, row)
+          log:close()
+          log = open_log(logpath, it - 1)
+          rows[#rows] = nil
+          write_row(row)
+        else
+          if due then evaluate(it, row) end
+          if row.lr_g or due then write_row(row) end
+        end
+        if it % o.sample_every == 0 or it == o.iters then picture(it) end
+        bar:update(it, { L_G = row.L_G, L_Q = row.L_Q, top1 = last.top1 })
+        if stop and it < o.iters then
+          bar:finish()
+          print(("%s: stopped after iteration %d; checkpoint written. Continue with:\n  acqlua %s --resume %s")
+            :format(stop, it, arg and arg[0] or "<recipe>", dir))
+          return { interrupted = true, iter = it }
+        end
+      end
+    end
+  end)
+  acq.release_interrupts()
+  log:close()
+  if self.lock then self.lock:release() end -- the folder is complete up to here
+  if not ok and err == INTERRUPTED then
+    bar:finish()
+    print(("%s: stopped during the final evaluation; checkpoint written. Continue with:\n  acqlua %s --resume %s")
+      :format(acq.interrupted() or "SIGINT", arg and arg[0] or "<recipe>", dir))
+    return { interrupted = true, iter = o.iters }
+  end
+  if not ok then
+    bar:finish()
+    error(err, 0)
+  end
+  if err and err.interrupted then return err end
+  bar:finish()
+  local res = { iter = o.iters, q_top1 = last.top1, q_top5 = last.top5, elapsed = elapsed(), dir = dir, Q = alg.Q,
+    rollbacks = rollbacks }
+  if a.model then
+    res.export = ("%s/q_%s.safetensors"):format(dir, o.bits:gsub("[^%w]+", "_"))
+    acq.export.save(alg.Q, res.export, { model = a.model.name, classes = a.model.classes,
+      in_channels = a.model.in_channels, spec = o.bits })
+  end
+  return res
+end
+
+end
