@@ -162,8 +162,9 @@ function Run.loop(self, alg, body, a)
         local why = tostring(row):gsub("^[^:\n]*/acq/[^:\n]*%.lua:%d+: ", "")
         if (o.on_nan == "rollback") and diverged(why) and last_good and rollbacks < (o.max_rollbacks or 3) then
           rollbacks = rollbacks + 1
+          local scale = alg.lr_scale
           local back = load_checkpoint(ckpt, alg)
-          alg.lr_scale = alg.lr_scale * 0.5
+          alg.lr_scale = scale * 0.5 -- halved again at each rollback
           log:close()
           log, rows = open_log(logpath, back)
           say(("iteration %d: %s; rolled back to iteration %d, learning rates x%g (rollback %d of %d)")
