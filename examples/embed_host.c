@@ -67,6 +67,57 @@ static void with_runtime(const char *script) {
   acq_runtime_free(rt);
 }
 
+/* host_fail(): a host function that raises a Lua error. */
+static int host_fail(lua_State *L) { return luaL_error(L, "host_fail: the host says no"); }
+
+/* Misuse of the API and recovery: NULL arguments, errors raised by a host
+ * function and by acq's own checks, a fresh runtime after closing one. None
+ * of it may abort the process. */
+static void misuse(void) {
+  EXPECT(acq_runtime_dofile(NULL, "x.lua", 0, NULL) == ACQ_ERR_ARG, "dofile on a NULL runtime");
+  EXPECT(acq_runtime_dostring(NULL, "return 1", NULL) == ACQ_ERR_ARG, "dostring on a NULL runtime");
+  EXPECT(acq_runtime_register(NULL, "f", host_fail) == ACQ_ERR_ARG, "register on a NULL runtime");
+  EXPECT(acq_runtime_error(NULL)[0] == '\0', "error of a NULL runtime is empty");
+  EXPECT(acq_runtime_state(NULL) == NULL, "state of a NULL runtime");
+  acq_runtime_free(NULL);
+
+  acq_runtime *rt = acq_runtime_new();
+  EXPECT(rt != NULL, "acq_runtime_new (first)");
+  if (!rt) return;
+  EXPECT(acq_runtime_register(rt, NULL, host_fail) == ACQ_ERR_ARG, "register without a name");
+  EXPECT(acq_runtime_register(rt, "f", NULL) == ACQ_ERR_ARG, "register without a function");
+  const char *args[] = {"a"};
+  EXPECT(acq_runtime_dofile(rt, "x.lua", 1, NULL) == ACQ_ERR_ARG, "argc without argv");
+  EXPECT(acq_runtime_dofile(rt, "x.lua", -1, args) == ACQ_ERR_ARG, "negative argc");
+  EXPECT(acq_runtime_register(rt, "host_fail", host_fail) == ACQ_OK, "register host_fail");
+  int rc = acq_runtime_dostring(rt, "host_fail()", "=host");
+  EXPECT(rc == ACQ_ERR_RUN && strstr(acq_runtime_error(rt), "the host says no"), "a host function's error");
+  /* acq's own argument checks and a failing checkpoint load */
+  rc = acq_runtime_dostring(rt, "require('acq').tensor('not data')", "=bad_tensor");
+  EXPECT(rc == ACQ_ERR_RUN && acq_runtime_error(rt)[0] != '\0', "a bad tensor argument");
+  rc = acq_runtime_dostring(rt, "require('acq').safetensors.load('/nonexistent.safetensors')", "=missing");
+  EXPECT(rc == ACQ_ERR_RUN && strstr(acq_runtime_error(rt), "/nonexistent.safetensors"), "a missing file");
+  rc = acq_runtime_dostring(rt, "require('acq').quant.inundation_factor(require('acq').zeros(2), "
+                                "require('acq').zeros(3), 4)", "=shapes");
+  EXPECT(rc == ACQ_ERR_RUN && strstr(acq_runtime_error(rt), "differ in shape"), "a shape mismatch");
+  rc = acq_runtime_dostring(rt, "error(setmetatable({}, {__tostring = function() return 'a table error' end}))",
+                            "=table_error");
+  EXPECT(rc == ACQ_ERR_RUN, "a non-string error object");
+  rc = acq_runtime_dostring(rt, "return require('acq').arange(4):sum():item() == 6 or error('wrong')", NULL);
+  EXPECT(rc == ACQ_OK, "the runtime still works after every error");
+  acq_runtime_free(rt);
+
+  /* a fresh runtime after closing one: nothing of the first survives */
+  rt = acq_runtime_new();
+  EXPECT(rt != NULL, "acq_runtime_new (second)");
+  if (!rt) return;
+  rc = acq_runtime_dostring(rt, "assert(host_fail == nil); local acq = require 'acq'\n"
+                                "assert(acq.tensor{{1.0, 2}, {3, 4}}:matmul(acq.ones(2, 2)):sum():item() == 20)", "=fresh");
+  if (rc != ACQ_OK) fprintf(stderr, "%s\n", acq_runtime_error(rt));
+  EXPECT(rc == ACQ_OK, "a second runtime after closing the first");
+  acq_runtime_free(rt);
+}
+
 static int p_own_state(lua_State *L) {
   luaL_openlibs(L);
   acq_openlibs(L);
@@ -88,6 +139,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   with_runtime(argv[1]);
+  misuse();
   with_own_state();
   printf("embed_host: %s\n", failures ? "FAILED" : "ok");
   return failures ? 1 : 0;
