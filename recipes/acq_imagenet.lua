@@ -19,6 +19,7 @@ local spec = recipe.cli("recipes/acq_imagenet.lua",
       .. "read as torchvision's Resize(256) + CenterCrop(224)), or a safetensors file with images "
       .. "(u8 [N,3,224,224]) and labels (i64 [N])" },
     { "val_images", 0, "evaluate on this many validation images, a fixed random subset (0: all)" },
+    { "val_errors", "refuse", "an unreadable validation image: refuse (stop, naming it) or skip (leave it out, named at the end)" },
     { "classes", 1000, "number of classes" },
     { "preset", cli.none "string", "coefficient preset (default: imagenet, or mobilenet_v2)" },
   }, true, { batch = 16, iters = 80000, warmup = 800, eval_every = 2000, ckpt_every = 500, sample_every = 1000,
@@ -29,13 +30,16 @@ recipe.main(function()
     if not acq.models.names[o.model] or o.model == "resnet20" then
       recipe.die("--model must be resnet18, resnet50 or mobilenet_v2, got '%s'", o.model)
     end
+    if o.val_errors ~= "refuse" and o.val_errors ~= "skip" then
+      recipe.die("--val-errors must be refuse or skip, got '%s'", o.val_errors)
+    end
   end)
   local o = run.opts
-  local evaluate
+  local evaluate, test
   if o.val then
-    local ok, test
+    local ok
     if acq.isdir(o.val) then -- ImageNet's val folder: <val>/<wnid>/<image>.JPEG
-      ok, test = pcall(acq.data.image_folder, { root = o.val })
+      ok, test = pcall(acq.data.image_folder, { root = o.val, on_error = o.val_errors })
       if ok and #test.classes ~= o.classes then
         recipe.die("--val %s: %d class folders, but --classes is %d", o.val, #test.classes, o.classes)
       end
@@ -72,6 +76,10 @@ recipe.main(function()
     else alg:q_step(c) end            -- Q on its strategy's objective
   end, { evaluate = evaluate, model = { name = o.model, classes = o.classes, in_channels = 3 } })
   if res.interrupted then return "interrupted" end
+  if test and test.unreadable and #test.unreadable > 0 then
+    print(("%d unreadable validation images were left out (--val-errors skip), the first: %s")
+      :format(#test.unreadable, test.unreadable[1]))
+  end
   run:finish { fp_top1 = fp_top1, q_top1 = res.q_top1, q_top5 = res.q_top5, bits = o.bits, model = o.model,
     strategy = o.strategy,
     iters = res.iter, seconds = res.elapsed, export = res.export }

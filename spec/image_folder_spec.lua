@@ -99,3 +99,39 @@ describe("acq.data.image_folder", function()
     assert.truthy(tostring(e):find("no class subfolders", 1, true))
   end)
 end)
+
+describe("unreadable images in a folder", function()
+  local function folder_with_bad_file()
+    local root = os.tmpname()
+    os.remove(root)
+    os.execute(("cp -r %s %s"):format(ROOT, root))
+    local f = assert(io.open(root .. "/n02_dog/broken.jpg", "wb"))
+    f:write("\255\216\255 this is not a JPEG")
+    f:close()
+    return root
+  end
+
+  it("refuse (the default) stops at the file, naming it", function()
+    local root = folder_with_bad_file()
+    local ds = acq.data.image_folder { root = root, resize = 16, crop = 12 }
+    local ok, err = pcall(function() for _ in acq.data.loader(ds, { batch_size = 2 }) do end end)
+    assert.is_false(ok)
+    assert.matches("broken%.jpg: JPEG", err)
+    os.execute("rm -rf '" .. root .. "'")
+  end)
+
+  it("skip leaves it out of its batch and names it; accuracy counts the rest", function()
+    local root = folder_with_bad_file()
+    local ds = acq.data.image_folder { root = root, resize = 16, crop = 12, on_error = "skip" }
+    local n = 0
+    for x, y in acq.data.loader(ds, { batch_size = 2 }) do
+      assert.equal(x:size(0), y:size(0))
+      n = n + y:size(0)
+    end
+    assert.equal(ds.n - 1, n)
+    assert.equal(1, #ds.unreadable)
+    assert.matches("broken%.jpg", ds.unreadable[1])
+    assert.matches("on_error must be refuse or skip", H.fails(acq.data.image_folder, { root = root, on_error = "x" }))
+    os.execute("rm -rf '" .. root .. "'")
+  end)
+end)

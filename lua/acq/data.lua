@@ -147,8 +147,8 @@ end
 -- Resize(resize): the shorter side to `resize` (the longer one to
 -- int(resize * long / short)) with PIL's bilinear filter, bit for bit
 -- (acq.resize_image), then CenterCrop(crop). Returns u8 [3, crop, crop].
-function D.load_image(path, resize, crop)
-  local img = acq.decode_image(path)
+function D.load_image(path, resize, crop, max_pixels)
+  local img = acq.decode_image(path, max_pixels and { max_pixels = max_pixels } or nil)
   local h, w = img:shape()[1], img:shape()[2]
   local oh, ow
   if h <= w then oh, ow = resize, math.floor(resize * w / h) else oh, ow = math.floor(resize * h / w), resize end
@@ -164,11 +164,19 @@ end
 -- class indices, as torchvision's ImageFolder), JPEG or PNG files in each
 -- (sorted). Images are decoded when a batch asks for them. resize (256) and
 -- crop (224) as torchvision's ImageNet evaluation; mean/std ImageNet's.
+-- An image that cannot be read or decoded (or is above max_pixels, default
+-- PIL's limit) is an error naming it (on_error = "refuse", the default), or,
+-- with on_error = "skip", is left out of its batch and its path added to
+-- ds.unreadable (accuracy then counts the images that were read).
 function D.image_folder(o)
   o = o or {}
   local root = o.root or error("image_folder: root (the folder of class folders) is required", 2)
   if not acq.isdir(root) then error(("%s: no such folder"):format(root), 0) end
   local resize, crop = o.resize or 256, o.crop or 224
+  local on_error = o.on_error or "refuse"
+  if on_error ~= "refuse" and on_error ~= "skip" then
+    error(("image_folder: on_error must be refuse or skip, got '%s'"):format(tostring(on_error)), 2)
+  end
   local classes, paths, labels, other = {}, {}, {}, 0
   for _, c in ipairs(acq.listdir(root)) do
     local dir = root .. "/" .. c
@@ -187,12 +195,19 @@ function D.image_folder(o)
   end
   if #classes == 0 then error(("%s: no class subfolders (expected <root>/<class>/<image>.JPEG)"):format(root), 0) end
   if #paths == 0 then error(("%s: no JPEG or PNG files in its %d class folders"):format(root, #classes), 0) end
-  return {
-    name = "image_folder:" .. root, n = #paths, paths = paths, skipped = other,
+  local ds = {
+    name = "image_folder:" .. root, n = #paths, paths = paths, skipped = other, unreadable = {},
     labels = acq.tensor(labels, { dtype = "i64" }), classes = classes,
-    get = function(i) return D.load_image(paths[i + 1], resize, crop) end,
     mean = o.mean or D.IMAGENET_MEAN, std = o.std or D.IMAGENET_STD,
   }
+  function ds.get(i)
+    if on_error == "refuse" then return D.load_image(paths[i + 1], resize, crop, o.max_pixels) end
+    local ok, img = pcall(D.load_image, paths[i + 1], resize, crop, o.max_pixels)
+    if ok then return img end
+    ds.unreadable[#ds.unreadable + 1] = tostring(img)
+    return nil
+  end
+  return ds
 end
 
 --- The number of samples of a dataset.
@@ -200,12 +215,17 @@ function D.size(ds)
   return ds.n or ds.images:shape()[1]
 end
 
--- The u8 images of the samples at idx (an i64 tensor of 0-based indices).
+-- The u8 images of the samples at idx (an i64 tensor of 0-based indices),
+-- and the indices kept (a get that returns nil leaves its sample out).
 local function images_at(ds, idx)
-  if ds.images then return ds.images:index_select(0, idx) end
-  local list = {}
-  for k, i in ipairs(idx:totable()) do list[k] = ds.get(i) end
-  return acq.stack(list, 0)
+  if ds.images then return ds.images:index_select(0, idx), idx end
+  local list, kept = {}, {}
+  for _, i in ipairs(idx:totable()) do
+    local img = ds.get(i)
+    if img then list[#list + 1], kept[#kept + 1] = img, i end
+  end
+  if #list == 0 then return nil end
+  return acq.stack(list, 0), #kept < idx:numel() and acq.tensor(kept, { dtype = "i64" }) or idx
 end
 
 --- A fixed random subset of n samples (all of them if n >= size), drawn
@@ -249,13 +269,19 @@ function D.loader(ds, o)
     order = acq.randperm(n, { generator = o.generator or acq.generator(o.seed or 0) })
   end
   local start = 0
-  return function()
+  local function batch()
     if start >= n or (o.drop_last and start + bs > n) then return nil end
     local len = math.min(bs, n - start)
     local xi, yi
     if order or not ds.images then
       local sel = order and order:narrow(0, start, len) or acq.arange(start, start + len, { dtype = "i64" })
-      xi, yi = images_at(ds, sel), ds.labels:index_select(0, sel)
+      local kept
+      xi, kept = images_at(ds, sel)
+      if not xi then -- every image of the batch was left out
+        start = start + len
+        return batch()
+      end
+      yi = ds.labels:index_select(0, kept)
     else
       xi, yi = ds.images:narrow(0, start, len), ds.labels:narrow(0, start, len)
     end
@@ -264,6 +290,7 @@ function D.loader(ds, o)
     if o.transform then x = o.transform(x) end
     return x, yi
   end
+  return batch
 end
 
 return D
