@@ -12,6 +12,8 @@
 # a run with a checkpoint resumes; a run is claimed with a lock folder, so
 # two copies can share the work (THREADS=1 each on 2 cores). ROWS="ait
 # intraq" runs only those rows (gdfq_baseline, gdfq, ait, intraq).
+# TAG=name EXTRA="--lr-q 1e-5" adds options to every run, in rows named
+# <row>_<TAG> (so they never mix with the plain rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITERS=${1:-600}; SEEDS=${2:-"0 1 2"}; BITS=${3:-"w4a4"}
@@ -22,7 +24,7 @@ ALL_ROWS="gdfq_baseline gdfq ait intraq"
 run() { # name seed bits recipe args...
   local name=$1 seed=$2 bits=$3 recipe=$4; shift 4
   if [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $name "* ]]; then return 0; fi
-  local dir="$ROOT/$name-$bits-s$seed"
+  local dir="$ROOT/$name${TAG:+_$TAG}-${bits//[^a-z0-9]/_}-s$seed"
   if [ -f "$dir/result.json" ]; then return 0; fi
   mkdir "$dir.lock" 2>/dev/null || return 0
   if [ -f "$dir/checkpoint.safetensors" ]; then
@@ -30,7 +32,7 @@ run() { # name seed bits recipe args...
   else
     rm -rf "$dir"
     "$ACQLUA" "recipes/$recipe.lua" --iters "$ITERS" --warmup $((ITERS / 6)) --eval-every "$ITERS" \
-      --seed "$seed" --bits "$bits" --threads "${THREADS:-0}" "$@" --out "$dir" > "$dir.log" 2>&1 || true
+      --seed "$seed" --bits "$bits" --threads "${THREADS:-0}" "$@" ${EXTRA:-} --out "$dir" > "$dir.log" 2>&1 || true
   fi
   rmdir "$dir.lock"
 }
@@ -43,9 +45,9 @@ for bits in $BITS; do
   done
 done
 
-"$ACQLUA" - "$ROOT" "$SEEDS" "$BITS" "$ALL_ROWS" > "bench/strategies-i${ITERS}.md" <<'LUA'
+"$ACQLUA" - "$ROOT" "$SEEDS" "$BITS" "$ALL_ROWS" "${TAG:-}" > "bench/strategies-i${ITERS}${TAG:+-$TAG}.md" <<'LUA'
 local acq = require "acq"
-local root, seeds_s, bits_s, rows_s = ...
+local root, seeds_s, bits_s, rows_s, tag = ...
 local seeds, bitsl, rows = {}, {}, {}
 for s in seeds_s:gmatch("%S+") do seeds[#seeds + 1] = s end
 for b in bits_s:gmatch("%S+") do bitsl[#bitsl + 1] = b end
@@ -63,7 +65,8 @@ for _, bits in ipairs(bitsl) do
   for _, r in ipairs(rows) do
     local cells, sum, n = {}, 0, 0
     for _, s in ipairs(seeds) do
-      local f = io.open(("%s/%s-%s-s%s/result.json"):format(root, r, bits, s))
+      local f = io.open(("%s/%s%s-%s-s%s/result.json"):format(root, r, tag ~= "" and "_" .. tag or "",
+        bits:gsub("[^a-z0-9]", "_"), s))
       if f then
         local res = acq.json.decode(f:read("a"))
         f:close()
@@ -75,7 +78,7 @@ for _, bits in ipairs(bitsl) do
       end
     end
     if n > 0 then
-      print(("| %s | %s |%s %s |"):format(LABEL[r], bits, table.concat(cells),
+      print(("| %s%s | %s |%s %s |"):format(LABEL[r], tag ~= "" and " (" .. tag .. ")" or "", bits, table.concat(cells),
         n == #seeds and ("%.2f"):format(sum / n) or "-"))
     end
   end
@@ -87,4 +90,4 @@ for _, s in ipairs(seeds) do
 end
 print(("| FP32 | - |%s %s |"):format(table.concat(cells), n > 0 and ("%.2f"):format(sum / n) or "-"))
 LUA
-cat "bench/strategies-i${ITERS}.md"
+cat "bench/strategies-i${ITERS}${TAG:+-$TAG}.md"

@@ -112,22 +112,32 @@ function Run.loop(self, alg, body, a)
   local last = {}
   local function elapsed() return elapsed0 + acq.clock() - t_start end
 
+  local function write_row(row)
+    log:write(acq.json.encode(row), "\n")
+    log:flush()
+    rows[#rows + 1] = row
+  end
   local INTERRUPTED = {}
   local function evaluate(it, row)
     if not a.evaluate then return end
     local okE, top1, top5 = pcall(a.evaluate, alg.Q)
-    if not okE then error(top1 == "interrupted" and INTERRUPTED or top1, 0) end
+    if not okE and top1 == "interrupted" then
+      -- Ctrl-C stopped the evaluation: the state after iteration `it` is
+      -- what a resume needs (at the last iteration it is already written)
+      if it < o.iters then
+        save_checkpoint(ckpt, alg, it, elapsed())
+        write_row(row) -- without its accuracy
+      end
+      INTERRUPTED.it = it
+      error(INTERRUPTED, 0)
+    end
+    if not okE then error(top1, 0) end
     row.q_top1, row.q_top5 = number_of(top1), top5 and number_of(top5)
     last.top1, last.top5 = row.q_top1, row.q_top5
     say(("iteration %d: Q top-1 %.2f%%"):format(it, row.q_top1))
     alg:notify("on_eval", it, row)
   end
   local function picture(it) P.draw_all(dir, alg, fixed, rows, self.name, it, say) end
-  local function write_row(row)
-    log:write(acq.json.encode(row), "\n")
-    log:flush()
-    rows[#rows + 1] = row
-  end
 
   if start == 0 then picture(0) end
   local last_good = start > 0 and start or nil -- the checkpoint on disk
@@ -213,9 +223,10 @@ function Run.loop(self, alg, body, a)
   if self.lock then self.lock:release() end -- the folder is complete up to here
   if not ok and err == INTERRUPTED then
     bar:finish()
-    print(("%s: stopped during the final evaluation; checkpoint written. Continue with:\n  acqlua %s --resume %s")
-      :format(acq.interrupted() or "SIGINT", arg and arg[0] or "<recipe>", dir))
-    return { interrupted = true, iter = o.iters }
+    print(("%s: stopped during the %s evaluation; checkpoint written. Continue with:\n  acqlua %s --resume %s")
+      :format(acq.interrupted() or "SIGINT", err.it == o.iters and "final" or ("iteration %d's"):format(err.it),
+        arg and arg[0] or "<recipe>", dir))
+    return { interrupted = true, iter = err.it }
   end
   if not ok then
     bar:finish()
