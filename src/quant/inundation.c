@@ -1,39 +1,50 @@
 /*
  * inundation.c -- the factor search of AIT's gradient inundation
- * (inundation.h): levels from the fake quantizer's codes, the search in C.
+ * (inundation.h), in C on host copies of one weight tensor and its step.
  */
 #include "inundation.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
+/* The search runs on host copies of the weights and the step: every probe
+ * is one pass over them in plain C, with the float operations of the fake
+ * quantizer's codes (atc_quantize_codes: round(x / s - b), clamped). */
 typedef struct probe {
-  const atc_tensor *w, *d;
-  atc_tensor *lo, *hi, *codes; /* the levels before the step */
-  int bits;
-  int64_t numel;
+  float *w, *d, *s, *b; /* weights, step; scale and offset per channel */
+  float *q0;            /* the levels before the step */
+  int64_t numel, per;   /* elements, elements per channel */
+  float half;
 } probe;
 
 static void probe_free(probe *p) {
-  atc_tensor_free(p->lo);
-  atc_tensor_free(p->hi);
-  atc_tensor_free(p->codes);
+  free(p->w);
+  free(p->d);
+  free(p->s);
+  free(p->b);
+  free(p->q0);
 }
 
-static int codes_of(atc_status *st, const probe *p, const atc_tensor *x, atc_tensor **codes) {
-  atc_tensor *s = NULL, *b = NULL;
-  int rc = atc_quantize_codes(st, x, p->lo, p->hi, p->bits, codes, &s, &b);
-  atc_tensor_free(s);
-  atc_tensor_free(b);
-  return rc;
+static float level(const probe *p, float x, int64_t i) {
+  int64_t c = i / p->per;
+  float q = nearbyintf(x / p->s[c] - p->b[c]);
+  return q < -p->half ? -p->half : q > p->half - 1.0f ? p->half - 1.0f : q;
+}
+
+static int read_f32(atc_status *st, const atc_tensor *t, int64_t n, float **out) {
+  *out = malloc(sizeof(float) * (size_t)(n ? n : 1));
+  if (!*out) {
+    st->code = ATC_ERR_OOM;
+    snprintf(st->msg, sizeof st->msg, "inundation: out of memory");
+    return st->code;
+  }
+  return atc_tensor_read(st, t, ATC_F32, *out, n);
 }
 
 static int probe_init(atc_status *st, probe *p, const atc_tensor *w, const atc_tensor *d, int bits,
                       int per_channel) {
-  atc_meta mw, md;
-  p->w = w;
-  p->d = d;
-  p->bits = bits;
+  atc_meta mw, md, ms;
   if (atc_tensor_meta(st, w, &mw) || atc_tensor_meta(st, d, &md)) return st->code;
   int same = mw.ndim == md.ndim;
   for (int i = 0; same && i < mw.ndim; i++) same = mw.sizes[i] == md.sizes[i];
@@ -42,26 +53,41 @@ static int probe_init(atc_status *st, probe *p, const atc_tensor *w, const atc_t
     snprintf(st->msg, sizeof st->msg, "inundation: the step and the weights differ in shape");
     return st->code;
   }
-  p->numel = 1;
-  for (int i = 0; i < mw.ndim; i++) p->numel *= mw.sizes[i];
-  if (p->numel == 0) {
+  p->numel = mw.numel;
+  if (p->numel == 0 || mw.ndim == 0) {
     st->code = ATC_ERR_ARG;
-    snprintf(st->msg, sizeof st->msg, "inundation: empty weight tensor");
+    snprintf(st->msg, sizeof st->msg, "inundation: an empty or 0-d weight tensor");
     return st->code;
   }
-  if (atc_minmax_bounds(st, w, per_channel, &p->lo, &p->hi)) return st->code;
-  return codes_of(st, p, w, &p->codes);
+  atc_tensor *lo = NULL, *hi = NULL, *codes = NULL, *sc = NULL, *off = NULL;
+  int rc = atc_minmax_bounds(st, w, per_channel, &lo, &hi) ||
+           atc_quantize_codes(st, w, lo, hi, bits, &codes, &sc, &off) || atc_tensor_meta(st, sc, &ms) ||
+           read_f32(st, w, p->numel, &p->w) || read_f32(st, d, p->numel, &p->d) ||
+           read_f32(st, sc, ms.numel, &p->s) || read_f32(st, off, ms.numel, &p->b);
+  atc_tensor_free(lo);
+  atc_tensor_free(hi);
+  atc_tensor_free(codes);
+  atc_tensor_free(sc);
+  atc_tensor_free(off);
+  if (rc) return st->code;
+  p->per = p->numel / (ms.numel > 0 ? ms.numel : 1);
+  p->half = ldexpf(1.0f, bits - 1);
+  p->q0 = malloc(sizeof(float) * (size_t)p->numel);
+  if (!p->q0) {
+    st->code = ATC_ERR_OOM;
+    snprintf(st->msg, sizeof st->msg, "inundation: out of memory");
+    return st->code;
+  }
+  for (int64_t i = 0; i < p->numel; i++) p->q0[i] = level(p, p->w[i], i);
+  return ATC_OK;
 }
 
 static int share_at(atc_status *st, const probe *p, double alpha, double *share) {
-  atc_tensor *t[5] = {0};
-  atc_scalar a = {0, 0, alpha}, n = {0, 0, 0};
-  int rc = atc_binary_scalar(st, ATC_MUL, p->d, a, 0, &t[0]) || atc_binary(st, ATC_ADD, p->w, t[0], &t[1]) ||
-           codes_of(st, p, t[1], &t[2]) || atc_binary(st, ATC_NE, t[2], p->codes, &t[3]) ||
-           atc_reduce(st, ATC_SUM, t[3], NULL, 0, 0, &t[4]) || atc_item(st, t[4], &n);
-  for (int i = 0; i < 5; i++) atc_tensor_free(t[i]);
-  if (rc) return st->code;
-  *share = (double)(n.is_int ? (double)n.i : n.d) / (double)p->numel;
+  (void)st;
+  const float a = (float)alpha;
+  int64_t n = 0;
+  for (int64_t i = 0; i < p->numel; i++) n += level(p, p->w[i] + a * p->d[i], i) != p->q0[i];
+  *share = (double)n / (double)p->numel;
   return ATC_OK;
 }
 
