@@ -1,80 +1,100 @@
 /*
- * png_write.c -- a minimal PNG encoder: signature, IHDR, one IDAT (zlib stream of
- * the scanlines, each with filter byte 0), IEND; CRCs from zlib.
+ * png_write.c -- PNG pictures written with libpng (the library acq already
+ * links to read PNG files), into memory, then to disk atomically.
+ * Scanlines are written unfiltered: pictures are small and filtering buys
+ * little for them.
  */
 #include "png_write.h"
 
+#include <png.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "atomic.h"
 
-static void be32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)(v >> 24);
-  p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8);
-  p[3] = (uint8_t)v;
+typedef struct membuf {
+  uint8_t *p;
+  size_t n, cap;
+  int oom;
+} membuf;
+
+static void mem_write(png_structp png, png_bytep data, png_size_t len) {
+  membuf *b = png_get_io_ptr(png);
+  if (b->oom) return;
+  if (b->n + len > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->n + len) cap *= 2;
+    uint8_t *q = realloc(b->p, cap);
+    if (!q) {
+      b->oom = 1;
+      png_error(png, "out of memory");
+    }
+    b->p = q;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, data, len);
+  b->n += len;
 }
 
-/* Appends a chunk (length, type, data, CRC of type + data) at *pos. */
-static void chunk(uint8_t *buf, size_t *pos, const char *type, const uint8_t *data, uint32_t len) {
-  uint8_t *p = buf + *pos;
-  be32(p, len);
-  memcpy(p + 4, type, 4);
-  if (len) memcpy(p + 8, data, len);
-  uLong crc = crc32(0L, p + 4, (uInt)len + 4);
-  be32(p + 8 + len, (uint32_t)crc);
-  *pos += 12 + (size_t)len;
+static void mem_flush(png_structp png) { (void)png; }
+
+typedef struct errbuf {
+  char msg[200];
+} errbuf;
+
+static void on_error(png_structp png, png_const_charp msg) {
+  errbuf *e = png_get_error_ptr(png);
+  snprintf(e->msg, sizeof e->msg, "%s", msg);
+  png_longjmp(png, 1);
 }
+static void on_warning(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
 
 int acq_png_encode(const uint8_t *pixels, int width, int height, int channels, uint8_t **out,
                    size_t *outlen, char *err, size_t errn) {
-  static const uint8_t color_type[5] = {0, 0, 4, 2, 6}; /* grey, grey+a, RGB, RGBA */
+  static const int color_type[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+                                    PNG_COLOR_TYPE_RGB_ALPHA};
+  *out = NULL;
+  *outlen = 0;
   if (width <= 0 || height <= 0 || channels < 1 || channels > 4 || width > (1 << 24) / channels ||
       height > (1 << 24)) {
     snprintf(err, errn, "a %dx%d picture with %d channels cannot be written as PNG", width, height,
              channels);
     return -1;
   }
-  size_t row = (size_t)width * (size_t)channels;
-  size_t raw_len = (row + 1) * (size_t)height;
-  uint8_t *raw = malloc(raw_len);
-  uLongf zlen = compressBound((uLong)raw_len);
-  uint8_t *z = malloc(zlen);
-  uint8_t *png = malloc(8 + 25 + 12 + zlen + 12);
-  if (!raw || !z || !png) {
-    free(raw), free(z), free(png);
+  errbuf e = {""};
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &e, on_error, on_warning);
+  png_infop info = png ? png_create_info_struct(png) : NULL;
+  membuf b = {0};
+  png_bytep *volatile rows = NULL;
+  if (!png || !info) {
+    png_destroy_write_struct(&png, &info);
     snprintf(err, errn, "out of memory encoding a %dx%d PNG", width, height);
     return -1;
   }
-  for (int y = 0; y < height; y++) {
-    raw[(size_t)y * (row + 1)] = 0; /* filter: none */
-    memcpy(raw + (size_t)y * (row + 1) + 1, pixels + (size_t)y * row, row);
-  }
-  int zrc = compress2(z, &zlen, raw, (uLong)raw_len, 6);
-  free(raw);
-  if (zrc != Z_OK) {
-    free(z), free(png);
-    snprintf(err, errn, "zlib failed (%d) encoding a PNG", zrc);
+  if (setjmp(png_jmpbuf(png))) {
+    snprintf(err, errn, "libpng: %s", e.msg);
+    png_destroy_write_struct(&png, &info);
+    free(b.p);
+    free(rows);
     return -1;
   }
-  static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  size_t pos = 8;
-  memcpy(png, sig, 8);
-  uint8_t ihdr[13];
-  be32(ihdr, (uint32_t)width);
-  be32(ihdr + 4, (uint32_t)height);
-  ihdr[8] = 8; /* bit depth */
-  ihdr[9] = color_type[channels];
-  ihdr[10] = ihdr[11] = ihdr[12] = 0; /* deflate, adaptive filtering, no interlace */
-  chunk(png, &pos, "IHDR", ihdr, 13);
-  chunk(png, &pos, "IDAT", z, (uint32_t)zlen);
-  chunk(png, &pos, "IEND", NULL, 0);
-  free(z);
-  *out = png;
-  *outlen = pos;
+  png_set_write_fn(png, &b, mem_write, mem_flush);
+  png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, color_type[channels],
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_NONE);
+  png_set_compression_level(png, 6);
+  rows = malloc(sizeof(png_bytep) * (size_t)height);
+  if (!rows) png_error(png, "out of memory");
+  size_t stride = (size_t)width * (size_t)channels;
+  for (int y = 0; y < height; y++) rows[y] = (png_bytep)(pixels + (size_t)y * stride);
+  png_set_rows(png, info, rows);
+  png_write_png(png, info, PNG_TRANSFORM_IDENTITY, NULL);
+  png_destroy_write_struct(&png, &info);
+  free(rows);
+  *out = b.p;
+  *outlen = b.n;
   return 0;
 }
 
