@@ -195,7 +195,11 @@ describe("recipes from the command line", function()
       { "--strategy bogus", "%-%-strategy must be one of gdfq, ait, intraq, got 'bogus'" },
       { "--lr-q -1", "%-%-lr%-q must be positive, got %-1" },
       { "--bits w4a", "%-%-bits: quant spec: expected a bit width after 'a'" },
-      { "--decay-every 0", "%-%-decay%-every and %-%-epoch%-iters must be at least 1" },
+      { "--decay-every 0", "%-%-decay%-every must be at least 1, got 0" },
+      { "--preset bogus", "%-%-preset must be one of cifar10, cifar100, gdfq, imagenet, mobilenet_v2, got 'bogus'" },
+      { "--tau -1", "%-%-tau must be a finite number >= 0, got %-1" },
+      { "--kd-t 0", "%-%-kd%-t must be positive, got 0" },
+      { "--bns-form stdev", "%-%-bns%-form must be var or std, got 'stdev'" },
       { "--calibration min", "%-%-calibration must be range or observe" },
       { "--classes 7", "%-%-classes must be 10 or 100, got 7" },
     } do

@@ -205,10 +205,34 @@ function R.start(name, spec, args, check)
       if o.calibration ~= "range" and o.calibration ~= "observe" then
         R.die("--calibration must be range or observe, got '%s'", tostring(o.calibration))
       end
-      for _, k in ipairs { "lr_g", "lr_q", "inundation" } do
-        if not (o[k] > 0) then R.die("--%s must be positive, got %s", k:gsub("_", "-"), tostring(o[k])) end
+      local function flag(k) return "--" .. k:gsub("_", "-") end
+      local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
+      for _, k in ipairs { "lr_g", "lr_q", "inundation", "kd_t" } do
+        if o[k] ~= nil and not (o[k] > 0 and finite(o[k])) then R.die("%s must be positive, got %s", flag(k), tostring(o[k])) end
       end
-      if o.decay_every < 1 or o.epoch_iters < 1 then R.die("--decay-every and --epoch-iters must be at least 1") end
+      for _, k in ipairs { "wd_q", "tau", "alpha", "beta", "gamma", "pen_ce", "pen_bns", "pen_cacm" } do
+        if o[k] ~= nil and not (o[k] >= 0 and finite(o[k])) then
+          R.die("%s must be a finite number >= 0, got %s", flag(k), tostring(o[k]))
+        end
+      end
+      for _, k in ipairs { "eval_every", "threads", "seed", "val_images" } do
+        if o[k] ~= nil and o[k] < 0 then R.die("%s must be at least 0, got %s", flag(k), tostring(o[k])) end
+      end
+      for _, k in ipairs { "decay_every", "epoch_iters", "fp_epochs", "classes" } do
+        if o[k] ~= nil and o[k] < 1 then R.die("%s must be at least 1, got %s", flag(k), tostring(o[k])) end
+      end
+      for k, choices in pairs { bns_form = { "var", "std" }, bns_reduction = { "sum", "mean" },
+                                ad_form = { "batch", "sample" } } do
+        if o[k] ~= nil and o[k] ~= choices[1] and o[k] ~= choices[2] then
+          R.die("%s must be %s or %s, got '%s'", flag(k), choices[1], choices[2], tostring(o[k]))
+        end
+      end
+      if o.preset and not acq.loss.presets[o.preset] then
+        local names = {}
+        for n in pairs(acq.loss.presets) do names[#names + 1] = n end
+        table.sort(names)
+        R.die("--preset must be one of %s, got '%s'", table.concat(names, ", "), o.preset)
+      end
       if o.bits then
         local ok, err = pcall(acq.quant.parse_spec, o.bits)
         if not ok then R.die("--bits: %s", tostring(err):gsub("\n.*", "")) end
