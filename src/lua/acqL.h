@@ -42,9 +42,12 @@ int acqL_fail(lua_State *L, const char *op, const atc_status *st);
 atc_scalar acqL_checkscalar(lua_State *L, int idx);
 int        acqL_isscalar(lua_State *L, int idx);
 atc_dtype  acqL_checkdtype(lua_State *L, int idx);
+int        acqL_dtype_of(const char *name, atc_dtype *dt); /* 1 if name is a dtype */
 /* Field `key` of the options table at idx (may be none/nil). */
 atc_dtype  acqL_optdtype(lua_State *L, int opts, atc_dtype def);
 atc_device acqL_optdevice(lua_State *L, int opts);
+atc_device acqL_checkdevice(lua_State *L, int idx); /* "cpu", "cuda", "cuda:1" */
+int64_t    acqL_checkint(lua_State *L, int idx, const char *what);
 int        acqL_optbool(lua_State *L, int opts, const char *key, int def);
 lua_Number acqL_optnumfield(lua_State *L, int opts, const char *key, lua_Number def);
 /* Sizes from a table at idx, or from the integers starting at idx. Returns
@@ -91,5 +94,6 @@ void acqL_open_json(lua_State *L, int module);
 void acqL_open_module(lua_State *L, int module);
 void acqL_open_loss(lua_State *L, int module);
 void acqL_open_strategy(lua_State *L, int module);
+void acqL_open_create(lua_State *L, int module);
 
 #endif /* ACQL_H */

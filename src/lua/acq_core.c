@@ -15,6 +15,7 @@ int luaopen_acq_core(lua_State *L) {
   lua_newtable(L); /* methods */
   int methods = lua_gettop(L);
   acqL_open_tensor(L, methods, module);
+  acqL_open_create(L, module);
   acqL_open_math(L, methods, module);
   acqL_open_nn(L, methods, module);
   acqL_open_autograd(L, methods, module);
