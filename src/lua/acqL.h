@@ -95,5 +95,14 @@ void acqL_open_module(lua_State *L, int module);
 void acqL_open_loss(lua_State *L, int module);
 void acqL_open_strategy(lua_State *L, int module);
 void acqL_open_create(lua_State *L, int module);
+void acqL_open_layers(lua_State *L, int nn, int methods);
+
+/* Module boxes (l_module.c), for the files that bind layers and quantizers. */
+struct acq_module;
+struct acq_module *acqL_checkmodule(lua_State *L, int idx); /* raises unless a live module */
+struct acq_module *acqL_testmodule(lua_State *L, int idx);  /* NULL unless a module */
+void acqL_pushmodule(lua_State *L, struct acq_module *m);   /* takes one reference */
+void acqL_pushalias(lua_State *L, atc_tensor *t);           /* a Lua tensor sharing t */
+void acqL_open_quant(lua_State *L, int module, int methods);
 
 #endif /* ACQL_H */

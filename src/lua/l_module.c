@@ -1,16 +1,8 @@
 /*
- * l_module.c -- acq.Module: layers and models (src/nn/module.c) from Lua.
- *
- *   acq.nn.conv2d(in, out, k, {stride, padding, dilation, groups, bias = true})
- *   acq.nn.batchnorm2d(c, {eps = 1e-5, momentum = 0.1, affine = true})
- *   acq.nn.linear(in, out, {bias = true})
- *   acq.nn.maxpool2d(k, {stride = k, padding = 0})
- *   acq.nn.relu() relu6() global_avgpool() flatten() identity() dropout() tanh()
- *   acq.nn.embedding(num, dim)  leaky_relu(slope)  upsample(scale)
- *   acq.nn.unflatten{c, h, w}   condbn(classes, c, {eps, momentum})
- *   acq.nn.sequential{m1, {"name", m2}, ...}
- *   acq.nn.residual(main, shortcut, {relu = true})   (lists as in sequential;
- *       shortcut nil or {} = identity)
+ * l_module.c -- acq.Module: a model (src/nn/module.c) from Lua, and its
+ * parameters: forward, traversal, state dicts, gradients, devices,
+ * printing. The layer constructors (acq.nn.*) are l_layers.c; the quantizer
+ * methods and acq.quant are l_quant.c.
  *
  * A module userdata holds one reference to its C module; children are held
  * by reference in C, so a model stays whole whatever Lua drops. m.name
@@ -60,154 +52,6 @@ static int mod_gc(lua_State *L) {
   b->m = NULL;
   acq_module_free(m);
   return 0;
-}
-
-/* ---- constructors ----------------------------------------------------------- */
-
-/* rc is the constructor's status; *m is read only after it returned. */
-static int finish_new(lua_State *L, atc_status *st, int rc, acq_module **m, const char *op) {
-  if (rc) return acqL_fail(L, op, st);
-  pushmod(L, *m);
-  return 1;
-}
-
-static int l_conv2d(lua_State *L) {
-  int64_t in = luaL_checkinteger(L, 1), out = luaL_checkinteger(L, 2), k[2], s[2], p[2], d[2];
-  acqL_checkpair(L, 3, "kernel size", 1, k);
-  acqL_optpair(L, 4, "stride", 1, s);
-  acqL_optpair(L, 4, "padding", 0, p);
-  acqL_optpair(L, 4, "dilation", 1, d);
-  int64_t groups = acqL_optint(L, 4, "groups", 1);
-  int bias = acqL_optbool(L, 4, "bias", 1);
-  atc_status st;
-  acq_module *m = NULL;
-  return finish_new(L, &st, acq_conv2d_new(&st, in, out, k, s, p, d, groups, bias, &m), &m, "nn.conv2d");
-}
-
-static int l_batchnorm2d(lua_State *L) {
-  int64_t c = luaL_checkinteger(L, 1);
-  double eps = acqL_optnumfield(L, 2, "eps", 1e-5), mom = acqL_optnumfield(L, 2, "momentum", 0.1);
-  int affine = acqL_optbool(L, 2, "affine", 1);
-  atc_status st;
-  acq_module *m = NULL;
-  return finish_new(L, &st, acq_batchnorm2d_new(&st, c, eps, mom, affine, &m), &m, "nn.batchnorm2d");
-}
-
-static int l_linear(lua_State *L) {
-  int64_t in = luaL_checkinteger(L, 1), out = luaL_checkinteger(L, 2);
-  int bias = acqL_optbool(L, 3, "bias", 1);
-  atc_status st;
-  acq_module *m = NULL;
-  return finish_new(L, &st, acq_linear_new(&st, in, out, bias, &m), &m, "nn.linear");
-}
-
-static int l_maxpool2d(lua_State *L) {
-  int64_t k[2], s[2], p[2];
-  acqL_checkpair(L, 1, "kernel size", 1, k);
-  acqL_optpair(L, 2, "stride", -1, s);
-  if (s[0] < 0) s[0] = k[0], s[1] = k[1];
-  acqL_optpair(L, 2, "padding", 0, p);
-  atc_status st;
-  acq_module *m = NULL;
-  return finish_new(L, &st, acq_maxpool2d_new(&st, k, s, p, &m), &m, "nn.maxpool2d");
-}
-
-static int l_simple(lua_State *L) {
-  acq_mkind kind = (acq_mkind)lua_tointeger(L, lua_upvalueindex(1));
-  atc_status st;
-  acq_module *m = NULL;
-  return finish_new(L, &st, acq_simple_new(&st, kind, &m), &m, acq_mkind_name(kind));
-}
-
-static int l_embedding(lua_State *L) {
-  int64_t num = luaL_checkinteger(L, 1), dim = luaL_checkinteger(L, 2);
-  atc_status st;
-  acq_module *m = NULL;
-  return finish_new(L, &st, acq_embedding_new(&st, num, dim, &m), &m, "nn.embedding");
-}
-
-static int l_leaky_relu(lua_State *L) {
-  double slope = luaL_optnumber(L, 1, 0.01);
-  atc_status st;
-  acq_module *m = NULL;
-  return finish_new(L, &st, acq_leaky_relu_new(&st, slope, &m), &m, "nn.leaky_relu");
-}
-
-static int l_upsample(lua_State *L) {
-  int64_t scale[2];
-  acqL_checkpair(L, 1, "scale factor", 2, scale);
-  atc_status st;
-  acq_module *m = NULL;
-  return finish_new(L, &st, acq_upsample_new(&st, scale, &m), &m, "nn.upsample");
-}
-
-static int l_unflatten(lua_State *L) {
-  int64_t shape[ATC_MAX_DIMS];
-  int n;
-  acqL_checksizes(L, 1, shape, &n);
-  atc_status st;
-  acq_module *m = NULL;
-  return finish_new(L, &st, acq_unflatten_new(&st, shape, n, &m), &m, "nn.unflatten");
-}
-
-static int l_condbn(lua_State *L) {
-  int64_t k = luaL_checkinteger(L, 1), c = luaL_checkinteger(L, 2);
-  double eps = acqL_optnumfield(L, 3, "eps", 1e-5), mom = acqL_optnumfield(L, 3, "momentum", 0.1);
-  atc_status st;
-  acq_module *m = NULL;
-  return finish_new(L, &st, acq_condbn_new(&st, k, c, eps, mom, &m), &m, "nn.condbn");
-}
-
-/* Reads a list of modules or {name, module} pairs at idx into arrays. */
-static int readlist(lua_State *L, int idx, acq_module **mods, const char **names, int cap,
-                    const char *what) {
-  if (lua_isnoneornil(L, idx)) return 0;
-  luaL_checktype(L, idx, LUA_TTABLE);
-  int n = (int)luaL_len(L, idx);
-  if (n > cap) luaL_error(L, "%s: at most %d children", what, cap);
-  for (int i = 0; i < n; i++) {
-    lua_rawgeti(L, idx, i + 1);
-    acq_module *m = testmod(L, -1);
-    if (m) {
-      names[i] = NULL;
-    } else if (lua_istable(L, -1)) {
-      lua_rawgeti(L, -1, 1);
-      lua_rawgeti(L, -2, 2);
-      m = testmod(L, -1);
-      names[i] = lua_tostring(L, -2);
-      if (!names[i] || !m) luaL_error(L, "%s: entry %d is not a module or a {name, module} pair", what, i + 1);
-      lua_pop(L, 2);
-    } else {
-      luaL_error(L, "%s: entry %d is not a module or a {name, module} pair", what, i + 1);
-    }
-    mods[i] = m;
-    lua_pop(L, 1); /* the names stay anchored in the list */
-  }
-  return n;
-}
-
-#define MAX_CHILDREN 256
-
-static int l_sequential(lua_State *L) {
-  acq_module *mods[MAX_CHILDREN];
-  const char *names[MAX_CHILDREN];
-  int n = readlist(L, 1, mods, names, MAX_CHILDREN, "nn.sequential");
-  atc_status st;
-  acq_module *m = NULL;
-  int rc = acq_container_new(&st, ACQ_M_SEQUENTIAL, mods, names, n, n, 0, &m);
-  return finish_new(L, &st, rc, &m, "nn.sequential");
-}
-
-static int l_residual(lua_State *L) {
-  acq_module *mods[2 * MAX_CHILDREN];
-  const char *names[2 * MAX_CHILDREN];
-  int nmain = readlist(L, 1, mods, names, MAX_CHILDREN, "nn.residual");
-  int nshort = readlist(L, 2, mods + nmain, names + nmain, MAX_CHILDREN, "nn.residual");
-  int relu = acqL_optbool(L, 3, "relu", 1);
-  atc_status st;
-  acq_module *m = NULL;
-  int rc = acq_container_new(&st, ACQ_M_RESIDUAL, mods, names, nmain + nshort, nmain, relu, &m);
-  return finish_new(L, &st, rc, &m, "nn.residual");
 }
 
 /* ---- forward ------------------------------------------------------------------ */
@@ -569,25 +413,19 @@ static int l_load_state_dict(lua_State *L) {
 
 /* ---- configuration ------------------------------------------------------------ */
 
-static int set_bn_visit(acq_module *m, const char *path, void *ud) {
-  (void)path;
-  if (m->kind == ACQ_M_BATCHNORM2D || m->kind == ACQ_M_CONDBN) m->bn_fixed = *(int *)ud;
-  return 0;
-}
-
 /* m:fix_bn(mode|nil): every BN below m runs in mode whatever the forward
  * asks (Q: "eval"); nil follows the forward's mode again. */
 static int l_fix_bn(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   int mode = lua_isnoneornil(L, 2) ? -1 : parse_bn_mode(L, luaL_checkstring(L, 2));
-  acq_module_walk(m, set_bn_visit, &mode);
+  acq_module_fix_bn(m, mode);
   lua_settop(L, 1);
   return 1;
 }
 
 static int l_set_tap(lua_State *L) {
   acq_module *m = checkmod(L, 1);
-  m->tap = lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2);
+  acq_module_set_tap(m, lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2));
   lua_settop(L, 1);
   return 1;
 }
@@ -639,264 +477,9 @@ static int l_clone(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   atc_status st;
   acq_module *c = NULL;
-  return finish_new(L, &st, acq_module_clone(&st, m, &c), &c, "clone");
-}
-
-static int l_kind(lua_State *L) {
-  lua_pushstring(L, acq_mkind_name(checkmod(L, 1)->kind));
+  if (acq_module_clone(&st, m, &c)) return acqL_fail(L, "clone", &st);
+  pushmod(L, c);
   return 1;
-}
-
-static int l_name(lua_State *L) {
-  lua_pushstring(L, checkmod(L, 1)->name);
-  return 1;
-}
-
-static int l_children(lua_State *L) {
-  acq_module *m = checkmod(L, 1);
-  lua_createtable(L, m->nchild, 0);
-  for (int i = 0; i < m->nchild; i++) {
-    pushmod(L, acq_module_retain(m->child[i]));
-    lua_rawseti(L, -2, i + 1);
-  }
-  return 1;
-}
-
-/* m:config() -> a table of the module's settings */
-static int l_config(lua_State *L) {
-  acq_module *m = checkmod(L, 1);
-  lua_newtable(L);
-  lua_pushstring(L, acq_mkind_name(m->kind));
-  lua_setfield(L, -2, "kind");
-  if (m->kind == ACQ_M_CONV2D || m->kind == ACQ_M_MAXPOOL2D) {
-    const char *keys[] = {"kernel", "stride", "padding"};
-    const int64_t *vals[] = {m->kernel, m->stride, m->padding};
-    for (int k = 0; k < 3; k++) {
-      lua_createtable(L, 2, 0);
-      for (int i = 0; i < 2; i++) {
-        lua_pushinteger(L, vals[k][i]);
-        lua_rawseti(L, -2, i + 1);
-      }
-      lua_setfield(L, -2, keys[k]);
-    }
-    lua_pushinteger(L, m->groups);
-    lua_setfield(L, -2, "groups");
-  }
-  if (m->kind == ACQ_M_LEAKY_RELU) {
-    lua_pushnumber(L, m->slope);
-    lua_setfield(L, -2, "slope");
-  }
-  if (m->kind == ACQ_M_UPSAMPLE || m->kind == ACQ_M_UNFLATTEN) {
-    int n = m->kind == ACQ_M_UPSAMPLE ? 2 : m->nshape;
-    const int64_t *v = m->kind == ACQ_M_UPSAMPLE ? m->kernel : m->shape;
-    lua_createtable(L, n, 0);
-    for (int i = 0; i < n; i++) {
-      lua_pushinteger(L, v[i]);
-      lua_rawseti(L, -2, i + 1);
-    }
-    lua_setfield(L, -2, m->kind == ACQ_M_UPSAMPLE ? "scale" : "shape");
-  }
-  if (m->kind == ACQ_M_BATCHNORM2D || m->kind == ACQ_M_CONDBN) {
-    lua_pushnumber(L, m->eps);
-    lua_setfield(L, -2, "eps");
-    lua_pushnumber(L, m->momentum);
-    lua_setfield(L, -2, "momentum");
-    if (m->bn_fixed >= 0) {
-      lua_pushstring(L, BN_MODE_NAMES[m->bn_fixed]);
-      lua_setfield(L, -2, "fixed_mode");
-    }
-  }
-  if (m->kind == ACQ_M_RESIDUAL) {
-    lua_pushboolean(L, m->post_relu);
-    lua_setfield(L, -2, "relu");
-    lua_pushinteger(L, m->nmain);
-    lua_setfield(L, -2, "nmain");
-  }
-  if (m->wq) {
-    lua_pushinteger(L, m->wq->bits);
-    lua_setfield(L, -2, "weight_bits");
-  }
-  if (m->aq) {
-    lua_pushinteger(L, m->aq->bits);
-    lua_setfield(L, -2, "act_bits");
-  }
-  return 1;
-}
-
-/* ---- quantizers (src/quant/fakequant.c) ------------------------------------- */
-
-static acq_module *checkaffine(lua_State *L, int idx, const char *op) {
-  acq_module *m = checkmod(L, idx);
-  if (m->kind != ACQ_M_CONV2D && m->kind != ACQ_M_LINEAR)
-    luaL_error(L, "%s: a %s layer has no quantizers (conv2d and linear do)", op, acq_mkind_name(m->kind));
-  return m;
-}
-
-/* m:set_quant({weight_bits = 4, act_bits = 4, ema = 0}) on a conv2d or
- * linear layer; a width of nil or 32 removes that quantizer. */
-static int l_set_quant(lua_State *L) {
-  acq_module *m = checkaffine(L, 1, "set_quant");
-  luaL_checktype(L, 2, LUA_TTABLE);
-  int wb = (int)acqL_optint(L, 2, "weight_bits", 32), ab = (int)acqL_optint(L, 2, "act_bits", 32);
-  double ema = acqL_optnumfield(L, 2, "ema", 0.0);
-  if (ema < 0 || ema >= 1) return luaL_error(L, "set_quant: ema must be in [0, 1), got %f", ema);
-  atc_status st;
-  acq_fq *wq = NULL, *aq = NULL;
-  if (wb != 32 && acq_fq_new(&st, wb, 1, &wq)) return acqL_fail(L, "set_quant", &st);
-  if (ab != 32 && acq_fq_new(&st, ab, 0, &aq)) {
-    acq_fq_free(wq);
-    return acqL_fail(L, "set_quant", &st);
-  }
-  if (aq) aq->ema = ema;
-  acq_fq_free(m->wq);
-  acq_fq_free(m->aq);
-  m->wq = wq;
-  m->aq = aq;
-  lua_settop(L, 1);
-  return 1;
-}
-
-static int state_visit(acq_module *m, const char *path, void *ud) {
-  (void)path;
-  if (m->aq) m->aq->state = *(int *)ud;
-  if (m->wq) m->wq->state = *(int *)ud == ACQ_FQ_OFF ? ACQ_FQ_OFF : ACQ_FQ_FROZEN;
-  return 0;
-}
-
-/* m:quant_state("calibrate" | "frozen" | "off"): every quantizer below m.
- * calibrate: activation bounds follow the running min/max (or EMA) of
- * the inputs, which are quantized with the updated bounds; frozen: bounds
- * fixed; off: full precision. Weight bounds are always those of the
- * current weight. */
-static int l_quant_state(lua_State *L) {
-  acq_module *m = checkmod(L, 1);
-  static const char *const names[] = {"calibrate", "frozen", "off", NULL};
-  int state = luaL_checkoption(L, 2, NULL, names);
-  acq_module_walk(m, state_visit, &state);
-  lua_settop(L, 1);
-  return 1;
-}
-
-typedef struct Bounds {
-  lua_State *L;
-  int table, n;
-} Bounds;
-
-static int bounds_visit(acq_module *m, const char *path, void *ud) {
-  Bounds *b = ud;
-  if (!m->aq) return 0;
-  lua_State *L = b->L;
-  lua_createtable(L, 0, 5);
-  lua_pushstring(L, path);
-  lua_setfield(L, -2, "name");
-  lua_pushinteger(L, m->aq->bits);
-  lua_setfield(L, -2, "bits");
-  lua_pushinteger(L, m->aq->batches);
-  lua_setfield(L, -2, "batches");
-  if (m->aq->lo) {
-    pushalias(L, m->aq->lo);
-    lua_setfield(L, -2, "lo");
-    pushalias(L, m->aq->hi);
-    lua_setfield(L, -2, "hi");
-  }
-  lua_rawseti(L, b->table, ++b->n);
-  return 0;
-}
-
-/* m:act_bounds() -> list of {name, bits, batches, lo, hi} for every
- * activation quantizer below m, in module order (lo, hi: 0-d tensors, nil
- * before calibration). */
-static int l_act_bounds(lua_State *L) {
-  acq_module *m = checkmod(L, 1);
-  lua_settop(L, 1);
-  lua_newtable(L);
-  Bounds b = {L, 2, 0};
-  acq_module_walk(m, bounds_visit, &b);
-  return 1;
-}
-
-/* m:set_act_bounds(lo, hi): freezes this layer's input bounds (numbers or
- * 0-d tensors), as when reading an exported model back. */
-static int l_set_act_bounds(lua_State *L) {
-  acq_module *m = checkaffine(L, 1, "set_act_bounds");
-  if (!m->aq) return luaL_error(L, "set_act_bounds: this layer has no activation quantizer");
-  atc_status st;
-  atc_tensor *v[2] = {NULL, NULL};
-  atc_device cpu = {ATC_CPU, -1};
-  for (int i = 0; i < 2; i++) {
-    atc_tensor *t = acqL_testbox(L, 2 + i) ? acqL_checktensor(L, 2 + i) : NULL;
-    int rc;
-    if (t) {
-      atc_tensor *d = NULL;
-      rc = atc_detach(&st, t, &d) || atc_to_dtype(&st, d, ATC_F32, &v[i]);
-      atc_tensor_free(d);
-    } else {
-      atc_scalar s = {0, 0, luaL_checknumber(L, 2 + i)};
-      rc = atc_full(&st, NULL, 0, s, ATC_F32, cpu, &v[i]);
-    }
-    if (rc) {
-      atc_tensor_free(v[0]);
-      return acqL_fail(L, "set_act_bounds", &st);
-    }
-  }
-  atc_tensor_free(m->aq->lo);
-  atc_tensor_free(m->aq->hi);
-  m->aq->lo = v[0];
-  m->aq->hi = v[1];
-  m->aq->state = ACQ_FQ_FROZEN;
-  lua_settop(L, 1);
-  return 1;
-}
-
-/* m:weight_codes() -> codes (int64), scale, offset of this layer's weight,
- * eq. (1): weight ~= (codes + offset) * scale. */
-static int l_weight_codes(lua_State *L) {
-  acq_module *m = checkaffine(L, 1, "weight_codes");
-  if (!m->wq) return luaL_error(L, "weight_codes: this layer's weight is not quantized");
-  acqL_Tensor *c = acqL_newtensor(L), *s = acqL_newtensor(L), *o = acqL_newtensor(L);
-  atc_status st;
-  if (acq_fq_codes(&st, m->wq, m->params[0].t, &c->h, &s->h, &o->h))
-    return acqL_fail(L, "weight_codes", &st);
-  acqL_done(L, c);
-  acqL_done(L, s);
-  acqL_done(L, o);
-  return 3;
-}
-
-/* acq.quant.fake_quantize(x, lo, hi, bits) -- eqs. (1)-(2), straight-through */
-static int l_fake_quantize(lua_State *L) {
-  atc_tensor *x = acqL_checktensor(L, 1), *lo = acqL_checktensor(L, 2), *hi = acqL_checktensor(L, 3);
-  int bits = (int)luaL_checkinteger(L, 4);
-  acqL_Tensor *r = acqL_newtensor(L);
-  atc_status st;
-  if (atc_fake_quantize(&st, x, lo, hi, bits, &r->h)) return acqL_fail(L, "fake_quantize", &st);
-  return acqL_done(L, r);
-}
-
-/* acq.quant.codes(x, lo, hi, bits) -> codes, scale, offset */
-static int l_codes(lua_State *L) {
-  atc_tensor *x = acqL_checktensor(L, 1), *lo = acqL_checktensor(L, 2), *hi = acqL_checktensor(L, 3);
-  int bits = (int)luaL_checkinteger(L, 4);
-  acqL_Tensor *c = acqL_newtensor(L), *s = acqL_newtensor(L), *o = acqL_newtensor(L);
-  atc_status st;
-  if (atc_quantize_codes(&st, x, lo, hi, bits, &c->h, &s->h, &o->h)) return acqL_fail(L, "codes", &st);
-  acqL_done(L, c);
-  acqL_done(L, s);
-  acqL_done(L, o);
-  return 3;
-}
-
-/* acq.quant.bounds(x, per_channel) -> lo, hi (per output channel [C,1,..],
- * or 0-d for the whole tensor) */
-static int l_bounds(lua_State *L) {
-  atc_tensor *x = acqL_checktensor(L, 1);
-  int pc = lua_toboolean(L, 2);
-  acqL_Tensor *lo = acqL_newtensor(L), *hi = acqL_newtensor(L);
-  atc_status st;
-  if (atc_minmax_bounds(&st, x, pc, &lo->h, &hi->h)) return acqL_fail(L, "bounds", &st);
-  acqL_done(L, lo);
-  acqL_done(L, hi);
-  return 2;
 }
 
 /* m.name: methods first, then children by name (cached in the user value so
@@ -991,7 +574,9 @@ static int mod_tostring(lua_State *L) {
 }
 
 acq_module *acqL_checkmodule(lua_State *L, int idx) { return checkmod(L, idx); }
+acq_module *acqL_testmodule(lua_State *L, int idx) { return testmod(L, idx); }
 void acqL_pushmodule(lua_State *L, acq_module *m) { pushmod(L, m); }
+void acqL_pushalias(lua_State *L, atc_tensor *t) { pushalias(L, t); }
 
 void acqL_open_module(lua_State *L, int module) {
   static const luaL_Reg methods[] = {
@@ -999,20 +584,11 @@ void acqL_open_module(lua_State *L, int module) {
     {"state_dict", l_state_dict},
     {"load_state_dict", l_load_state_dict},
     {"named_modules", l_named_modules},
-    {"children", l_children},
     {"fix_bn", l_fix_bn},
     {"set_tap", l_set_tap},
     {"requires_grad_", l_requires_grad},
     {"clone", l_clone},
     {"to", l_to},
-    {"kind", l_kind},
-    {"name", l_name},
-    {"config", l_config},
-    {"set_quant", l_set_quant},
-    {"quant_state", l_quant_state},
-    {"act_bounds", l_act_bounds},
-    {"set_act_bounds", l_set_act_bounds},
-    {"weight_codes", l_weight_codes},
     {"free", mod_gc},
     {NULL, NULL}};
   luaL_newmetatable(L, ACQ_FWD_MT);
@@ -1045,30 +621,12 @@ void acqL_open_module(lua_State *L, int module) {
   lua_pushliteral(L, ACQ_MODULE_MT);
   lua_setfield(L, mt, "__name");
 
-  static const luaL_Reg ctors[] = {
-    {"conv2d", l_conv2d}, {"batchnorm2d", l_batchnorm2d}, {"linear", l_linear},
-    {"maxpool2d", l_maxpool2d}, {"sequential", l_sequential}, {"residual", l_residual},
-    {"embedding", l_embedding}, {"leaky_relu", l_leaky_relu}, {"upsample", l_upsample},
-    {"unflatten", l_unflatten}, {"condbn", l_condbn}, {NULL, NULL}};
-  lua_newtable(L); /* acq.nn */
+  lua_newtable(L); /* acq.nn: the layers (l_layers.c) */
   int nn = lua_gettop(L);
-  acqL_setfuncs(L, nn, ctors);
-  static const struct { const char *name; acq_mkind kind; } simple[] = {
-    {"relu", ACQ_M_RELU}, {"relu6", ACQ_M_RELU6}, {"global_avgpool", ACQ_M_GLOBAL_AVGPOOL},
-    {"flatten", ACQ_M_FLATTEN}, {"identity", ACQ_M_IDENTITY}, {"dropout", ACQ_M_IDENTITY},
-    {"tanh", ACQ_M_TANH}};
-  for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++) {
-    lua_pushinteger(L, simple[i].kind);
-    lua_pushcclosure(L, l_simple, 1);
-    lua_setfield(L, nn, simple[i].name);
-  }
+  acqL_open_layers(L, nn, mtab);
+  acqL_open_quant(L, module, mtab); /* the quantizer methods and acq.quant */
   lua_pushvalue(L, mtab);
   lua_setfield(L, nn, "Module"); /* the method table, to extend from Lua */
   lua_setfield(L, module, "nn");
-  static const luaL_Reg quant[] = {
-    {"fake_quantize", l_fake_quantize}, {"codes", l_codes}, {"bounds", l_bounds}, {NULL, NULL}};
-  lua_newtable(L);
-  acqL_setfuncs(L, lua_gettop(L), quant);
-  lua_setfield(L, module, "quant");
   lua_pop(L, 2);
 }

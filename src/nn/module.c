@@ -656,3 +656,20 @@ static int forward_module(atc_status *st, acq_fwd *c, acq_module *m, int from, i
   *out = y;
   return ATC_OK;
 }
+
+/* ---- configuration ------------------------------------------------------------ */
+
+static int fix_bn_visit(acq_module *m, const char *path, void *ud) {
+  (void)path;
+  if (m->kind == ACQ_M_BATCHNORM2D || m->kind == ACQ_M_CONDBN) m->bn_fixed = *(int *)ud;
+  return 0;
+}
+
+void acq_module_fix_bn(acq_module *m, int mode) { acq_module_walk(m, fix_bn_visit, &mode); }
+
+void acq_module_set_tap(acq_module *m, int on) { m->tap = on ? 1 : 0; }
+
+const char *acq_bn_mode_name(int mode) {
+  static const char *const names[] = {"eval", "batch", "train"}; /* acq_bn_mode order */
+  return mode >= 0 && mode < 3 ? names[mode] : "?";
+}

@@ -134,6 +134,7 @@ int acq_container_new(atc_status *st, acq_mkind kind, acq_module *const *childre
 acq_module *acq_module_retain(acq_module *m);
 void acq_module_free(acq_module *m);                   /* drops one reference */
 const char *acq_mkind_name(acq_mkind k);
+const char *acq_bn_mode_name(int mode);                 /* "eval", "batch", "train" */
 
 /* Deep copy: new tensors (same requires_grad), quantizers copied too. */
 int acq_module_clone(atc_status *st, const acq_module *m, acq_module **out);
@@ -160,5 +161,11 @@ int acq_module_forward_range(atc_status *st, acq_fwd *c, acq_module *m, int from
                              int to, const atc_tensor *x, atc_tensor **out);
 /* Index of the child called name, or -1. */
 int acq_module_child_index(const acq_module *m, const char *name);
+
+/* Every BN layer below m runs in mode (acq_bn_mode) whatever a forward asks;
+ * mode -1 lets the forward decide again. */
+void acq_module_fix_bn(acq_module *m, int mode);
+/* Records m's output as the forward's "features" (on != 0) or stops. */
+void acq_module_set_tap(acq_module *m, int on);
 
 #endif /* ACQ_MODULE_H */

@@ -13,12 +13,18 @@ static int arg_fail(atc_status *st, const char *msg) {
   return st->code;
 }
 
-int acq_fq_new(atc_status *st, int bits, int per_channel, acq_fq **out) {
+int acq_fq_check_bits(atc_status *st, int bits) {
   if (bits < 2 || bits > 16) {
     char m[64];
     snprintf(m, sizeof m, "bit width %d out of range [2, 16]", bits);
     return arg_fail(st, m);
   }
+  st->code = ATC_OK;
+  return ATC_OK;
+}
+
+int acq_fq_new(atc_status *st, int bits, int per_channel, acq_fq **out) {
+  if (acq_fq_check_bits(st, bits)) return st->code;
   acq_fq *q = calloc(1, sizeof *q);
   if (!q) return arg_fail(st, "out of memory");
   q->bits = bits;
@@ -116,4 +122,32 @@ int acq_fq_codes(atc_status *st, acq_fq *q, const atc_tensor *x, atc_tensor **co
   atc_tensor_free(lo);
   atc_tensor_free(hi);
   return rc;
+}
+
+int acq_fq_set_bounds(atc_status *st, acq_fq *q, const atc_tensor *lo, const atc_tensor *hi) {
+  atc_tensor *v[2] = {NULL, NULL};
+  const atc_tensor *in[2] = {lo, hi};
+  atc_device cpu = {ATC_CPU, -1};
+  for (int i = 0; i < 2; i++) {
+    atc_tensor *d = NULL;
+    int rc = atc_detach(st, in[i], &d) || atc_to(st, d, ATC_F32, cpu, &v[i]);
+    atc_tensor_free(d);
+    if (rc) {
+      atc_tensor_free(v[0]);
+      atc_tensor_free(v[1]);
+      return st->code;
+    }
+  }
+  atc_tensor_free(q->lo);
+  atc_tensor_free(q->hi);
+  q->lo = v[0];
+  q->hi = v[1];
+  q->state = ACQ_FQ_FROZEN;
+  st->code = ATC_OK;
+  return ATC_OK;
+}
+
+void acq_fq_set_state(acq_fq *q, acq_fq_state s) {
+  if (q->per_channel) q->state = s == ACQ_FQ_OFF ? ACQ_FQ_OFF : ACQ_FQ_FROZEN;
+  else q->state = s;
 }

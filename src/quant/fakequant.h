@@ -35,6 +35,9 @@ typedef struct acq_fq {
   int64_t batches;      /* batches seen while calibrating                  */
 } acq_fq;
 
+/* The one check of a bit width: 2..16 (full precision, 32, is the absence
+ * of a quantizer). */
+int  acq_fq_check_bits(atc_status *st, int bits);
 int  acq_fq_new(atc_status *st, int bits, int per_channel, acq_fq **out);
 int  acq_fq_clone(atc_status *st, const acq_fq *q, acq_fq **out);
 void acq_fq_free(acq_fq *q);                                     /* NULL ok */
@@ -47,5 +50,11 @@ int acq_fq_apply(atc_status *st, acq_fq *q, const atc_tensor *x, atc_tensor **ou
 /* Integer codes q of eq. (1) (int64) with the scale s and offset b. */
 int acq_fq_codes(atc_status *st, acq_fq *q, const atc_tensor *x,
                  atc_tensor **codes, atc_tensor **scale, atc_tensor **offset);
+
+/* Sets activation bounds (copied as 0-dim f32 on the CPU) and freezes them. */
+int acq_fq_set_bounds(atc_status *st, acq_fq *q, const atc_tensor *lo, const atc_tensor *hi);
+/* Sets the state of an activation quantizer; a weight quantizer is FROZEN
+ * (its bounds are the current weight's) unless OFF. */
+void acq_fq_set_state(acq_fq *q, acq_fq_state s);
 
 #endif /* ACQ_FAKEQUANT_H */
