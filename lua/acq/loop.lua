@@ -6,14 +6,7 @@ local acq = require "acq"
 local P = require "acq.pictures"
 
 return function(R, Run)
-local exists, history = R.exists, R.history
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local exists, history, read = R.exists, R.history, R.read
 
 -- ---- metrics.jsonl ----------------------------------------------------------
 

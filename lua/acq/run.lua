@@ -102,6 +102,7 @@ local function read(path)
   f:close()
   return s
 end
+R.read = read
 
 local Run = {}
 Run.__index = Run
