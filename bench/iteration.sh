@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/iteration.sh [ROUNDS] [ITERS] [THREADS] [B] [CASES]
 #   one Algorithm 1 iteration after warm-up, acq (bench/iteration.lua, which
-#   runs recipe.step: the runner's own code) beside the same iteration in
+#   runs alg:iteration: the runner's own code) beside the same iteration in
 #   plain PyTorch (bench/iteration.py), interleaved ROUNDS times in one run.
 #   Each round is a fresh process per side that runs 2 untimed iterations
 #   and then ITERS timed ones, and reports their median. CASES (default

@@ -57,6 +57,8 @@ function Generator:parameters()
   end
   return ps
 end
+--- {name, tensor} pairs of every trainable tensor (the constructor's modules
+-- under "name.").
 function Generator:named_parameters()
   local ps = self.net:named_parameters()
   for _, n in ipairs(self.part_names) do
@@ -64,6 +66,7 @@ function Generator:named_parameters()
   end
   return ps
 end
+--- name -> tensor of every parameter and buffer, and the sorted names.
 function Generator:state_dict()
   local t, names = self.net:state_dict()
   for _, n in ipairs(self.part_names) do
@@ -75,6 +78,7 @@ function Generator:state_dict()
   end
   return t, names
 end
+--- Loads a state dict made by state_dict (opts as acq.Module's).
 function Generator:load_state_dict(t, opts)
   local own, parts = {}, {}
   for k, v in pairs(t) do
@@ -89,6 +93,7 @@ function Generator:load_state_dict(t, opts)
   for _, n in ipairs(self.part_names) do self.parts[n]:load_state_dict(parts[n] or {}, opts) end
   return self.net:load_state_dict(own, opts)
 end
+--- A description: kind, sizes and the layers.
 function Generator:__tostring()
   return ("acq generator (%s, %d classes, %d positions, latent %d, %dx%dx%d)\n%s")
     :format(self.kind, self.classes, self.positions or 0, self.latent, self.channels,

@@ -129,7 +129,9 @@ local function tv_resnet(layers, bottleneck, o)
   })
 end
 
+--- torchvision's ResNet-18 (layout and state-dict keys); o: {classes = 1000}.
 function M.resnet18(o) return tv_resnet({ 2, 2, 2, 2 }, false, o) end
+--- torchvision's ResNet-50 (bottleneck blocks); o: {classes = 1000}.
 function M.resnet50(o) return tv_resnet({ 3, 4, 6, 3 }, true, o) end
 
 --- torchvision MobileNetV2 (width 1.0): inverted residual blocks with ReLU6.
@@ -199,6 +201,8 @@ local function under(t, prefix)
   return sub, any, all
 end
 
+--- The state dict inside a checkpoint (its "state_dict", "model", ... entry,
+-- and without DataParallel's "module." prefix): t itself when it is one.
 function M.unwrap(t)
   for _, w in ipairs(WRAPPERS) do
     local sub, any, all = under(t, w .. ".")

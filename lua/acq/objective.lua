@@ -212,6 +212,7 @@ end
 
 --- eq. (3) on F^eval's and on F^train's backbone output.
 function Context:att_eval() return attention(self, "_att_eval", Context.eval, "eval") end
+--- eq. (3) on F^train's backbone output.
 function Context:att_train() return attention(self, "_att_train", Context.train, "train") end
 
 --- The BN statistics of a forward, with a clear error when they were not asked for.

@@ -50,6 +50,7 @@ function plot.canvas(w, h)
   return setmetatable({ w = w, h = h, px = px }, Canvas)
 end
 
+--- Colours pixel (x, y) (rounded; outside the canvas: nothing) with c = {r, g, b}.
 function Canvas:set(x, y, c)
   x, y = math.floor(x + 0.5), math.floor(y + 0.5)
   if x < 0 or y < 0 or x >= self.w or y >= self.h then return end
@@ -57,6 +58,7 @@ function Canvas:set(x, y, c)
   self.px[i + 1], self.px[i + 2], self.px[i + 3] = c[1], c[2], c[3]
 end
 
+--- The r, g, b of pixel (x, y).
 function Canvas:get(x, y)
   local i = (y * self.w + x) * 3
   return self.px[i + 1], self.px[i + 2], self.px[i + 3]
@@ -70,6 +72,7 @@ function Canvas:line(x0, y0, x1, y1, c)
   end
 end
 
+--- The outline of the rectangle with corners (x0, y0) and (x1, y1).
 function Canvas:rect(x0, y0, x1, y1, c)
   self:line(x0, y0, x1, y0, c)
   self:line(x1, y0, x1, y1, c)
@@ -77,6 +80,7 @@ function Canvas:rect(x0, y0, x1, y1, c)
   self:line(x0, y1, x0, y0, c)
 end
 
+--- A 3x3 dot centred on (x, y).
 function Canvas:dot(x, y, c)
   for dy = -1, 1 do for dx = -1, 1 do self:set(x + dx, y + dy, c) end end
 end

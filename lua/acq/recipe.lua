@@ -26,7 +26,7 @@ local strategy = require "acq.strategy"
 
 local R = {}
 
---- Options every Algorithm-1 recipe has ({name, default, help}).
+-- Options every Algorithm-1 recipe has ({name, default, help}).
 R.options = {
   { "iters", 1200, "iterations of Algorithm 1" },
   { "warmup", 200, "warm-up iterations: G trains, Q only calibrates its activation bounds" },
@@ -54,7 +54,7 @@ R.options = {
 }
 for _, o in ipairs(strategy.options) do R.options[#R.options + 1] = o end
 
---- Options that change eq. (15)'s coefficients (nil: the preset's value).
+-- Options that change eq. (15)'s coefficients (nil: the preset's value).
 R.coefficient_options = {
   { "alpha", cli.none("number", "preset"), "weight of L_BNS + pen_bns Pen_BNS" },
   { "beta", cli.none("number", "preset"), "weight of L_CACM + pen_cacm Pen_CACM" },
@@ -150,7 +150,7 @@ function R.cifar(o, classes)
   return R.fp_model(o, acq.models.resnet20 { classes = classes }), evaluate
 end
 
---- Options of the Fashion-MNIST FP model (shared by fashion.lua and gdfq.lua).
+-- Options of the Fashion-MNIST FP model (shared by fashion.lua and gdfq.lua).
 R.fashion_options = {
   { "weights", cli.none "path", "FP ResNet-20 weights; none: train them (or reuse the cached ones)" },
   { "data", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST folder (train and test idx files)" },

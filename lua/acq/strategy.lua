@@ -34,7 +34,7 @@ M.defaults = {
   intraq = { kd_t = 20 },
 }
 
---- Options the strategies read (added to every Algorithm-1 recipe).
+-- Options the strategies read (added to every Algorithm-1 recipe).
 M.options = {
   { "strategy", "gdfq", "Q's training strategy (section 4.2): gdfq (Table 3), ait (Table 4) or intraq (Table 5)" },
   { "inundation", 1e-3, "ait: share of integer levels a step must change (AIT: 1e-3 CIFAR-size, 1e-4 ImageNet)" },
