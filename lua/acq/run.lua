@@ -246,8 +246,8 @@ require("acq.loop")(R, Run)
 -- its presence marks a finished run. Returns the summary.
 function Run:finish(summary)
   summary.dir = self.dir
-  acq.write_file(self.dir .. "/result.json", acq.json.encode(summary, { indent = 2 }) .. "\n")
   history(self.dir, { event = "finish", iter = self.opts.iters })
+  acq.write_file(self.dir .. "/result.json", acq.json.encode(summary, { indent = 2 }) .. "\n")
   return summary
 end
 
