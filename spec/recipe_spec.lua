@@ -180,7 +180,8 @@ describe("recipes from the command line", function()
       { "recipes/acq_cifar.lua --val /nonexistent/cifar", "%-%-val /nonexistent/cifar: no such file or folder" },
       { "recipes/acq_cifar.lua --iter 3", "unknown option %-%-iter, did you mean %-%-iters%?" },
       { "recipes/fashion.lua --data /nonexistent/fm", "%-%-data /nonexistent/fm: no such folder" },
-      { "recipes/acq_cifar.lua --warmup 0", "%-%-warmup must be in %[1, %-%-iters%)" },
+      { "recipes/acq_cifar.lua --warmup 0", "%-%-warmup must be in %[1, %-%-iters%]" },
+      { "recipes/acq_cifar.lua --warmup 9 --iters 8", "%-%-warmup must be in %[1, %-%-iters%]" },
     }
     for _, c in ipairs(cases) do
       os.execute("rm -rf /tmp/acq_spec_unused")

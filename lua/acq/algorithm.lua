@@ -135,7 +135,6 @@ function Alg:begin(it)
   local k = self.lr_scale or 1 -- < 1 after a rollback (acq.run)
   if self.lr_g then self.optG:lr(S.value(self.lr_g, it) * k) end
   if self.lr_q then self.optQ:lr(S.value(self.lr_q, it) * k) end
-  if it == self.warmup + 1 then self.Q:quant_state "frozen" end
   call_hooks(self, "before", it)
 end
 
@@ -234,10 +233,12 @@ function Alg:q_step(c)
   self.mark "Q step"
 end
 
---- Ends iteration it: the learning rates in the log, the `after` hooks, the
--- heap trimmed now and then. Returns the metrics row.
+--- Ends iteration it: Q's bounds frozen when the warm-up ends, the learning
+-- rates in the log, the `after` hooks, the heap trimmed now and then.
+-- Returns the metrics row.
 function Alg:finish(it)
   local row = self.row
+  if it == self.warmup then self.Q:quant_state "frozen" end
   if log_iteration(self) then row.lr_g, row.lr_q = self.optG:lr(), self.optQ:lr() end
   call_hooks(self, "after", it, row)
   -- hand the heap's free pages back now and then: acqlua keeps freed heap

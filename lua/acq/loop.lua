@@ -180,7 +180,7 @@ function Run.loop(self, alg, body, a)
           R.stop(1, "stopped at iteration %d: %s; %s", it, why, good)
         end
       else
-        local due = it > o.warmup and ((o.eval_every > 0 and it % o.eval_every == 0) or it == o.iters)
+        local due = it == o.iters or (it > o.warmup and o.eval_every > 0 and it % o.eval_every == 0)
         if row.lr_g or due then
           local now = acq.clock()
           row.sec_per_iter = (now - t_log) / (it - it_log)

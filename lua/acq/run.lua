@@ -197,8 +197,9 @@ function R.start(name, spec, args, hooks)
   for _, k in ipairs { "iters", "batch", "log_every", "ckpt_every", "sample_every" } do
     if opts[k] ~= nil and opts[k] < 1 then R.die("--%s must be at least 1, got %d", k:gsub("_", "-"), opts[k]) end
   end
-  if opts.warmup ~= nil and (opts.warmup < 1 or opts.warmup >= opts.iters) then
-    R.die("--warmup must be in [1, --iters) (Q needs calibrated bounds before it trains), got %d", opts.warmup)
+  if opts.warmup ~= nil and (opts.warmup < 1 or opts.warmup > opts.iters) then
+    R.die("--warmup must be in [1, --iters] (Q needs calibrated bounds before it trains; --warmup = --iters "
+      .. "calibrates Q and does not train it), got %d", opts.warmup)
   end
   if opts.on_nan ~= nil and opts.on_nan ~= "stop" and opts.on_nan ~= "rollback" then
     R.die("--on-nan must be stop or rollback, got '%s'", tostring(opts.on_nan))
