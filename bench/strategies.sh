@@ -11,7 +11,8 @@
 # and written to bench/strategies-i<ITERS>.md. Finished runs are skipped and
 # a run with a checkpoint resumes; a run is claimed with a lock folder, so
 # two copies can share the work (THREADS=1 each on 2 cores). ROWS="ait
-# intraq" runs only those rows (gdfq_baseline, gdfq, ait, intraq).
+# intraq" runs only those rows (gdfq_baseline, calibonly, gdfq, ait,
+# intraq); ROWS=none runs nothing and prints the table of what is there.
 # TAG=name EXTRA="--lr-q 1e-5" adds options to every run, in rows named
 # <row>_<TAG> (so they never mix with the plain rows).
 set -euo pipefail
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 ITERS=${1:-600}; SEEDS=${2:-"0 1 2"}; BITS=${3:-"w4a4"}
 ROOT=runs/strategies-i${ITERS}
 ACQLUA=${ACQLUA:-build/bin/acqlua}
-ALL_ROWS="gdfq_baseline gdfq ait intraq"
+ALL_ROWS="gdfq_baseline calibonly gdfq ait intraq"
 
 run() { # name seed bits recipe args...
   local name=$1 seed=$2 bits=$3 recipe=$4; shift 4
@@ -41,6 +42,8 @@ mkdir -p "$ROOT"
 for bits in $BITS; do
   for seed in $SEEDS; do
     run gdfq_baseline "$seed" "$bits" gdfq
+    # the warm-up alone: G trains, Q is calibrated on its samples, never trained
+    run calibonly "$seed" "$bits" fashion --iters $((ITERS / 6))
     for st in gdfq ait intraq; do run "$st" "$seed" "$bits" fashion --strategy "$st"; done
   done
 done
@@ -53,6 +56,7 @@ for s in seeds_s:gmatch("%S+") do seeds[#seeds + 1] = s end
 for b in bits_s:gmatch("%S+") do bitsl[#bitsl + 1] = b end
 for r in rows_s:gmatch("%S+") do rows[#rows + 1] = r end
 local LABEL = { gdfq_baseline = "GDFQ (recipes/gdfq.lua)", gdfq = "ACQ, --strategy gdfq",
+  calibonly = "ACQ warm-up only (Q calibrated, not trained)",
   ait = "ACQ, --strategy ait", intraq = "ACQ, --strategy intraq" }
 local head = { "| run | bits |" }
 for _, s in ipairs(seeds) do head[#head + 1] = (" seed %s |"):format(s) end
