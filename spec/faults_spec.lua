@@ -98,10 +98,16 @@ describe("the run folder", function()
     out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d)
     assert.equal(2, rc, out)
     assert.matches("the run finished at iteration 3", out)
-    -- --force starts over
+    -- --force starts over, removing only what a run writes
+    H.write_file(d .. "/notes.txt", "mine")
+    H.write_file(d .. "/.keep", "")
     out, rc = acqlua(BASE .. "--iters 3 --seed 5 --force --out " .. d)
     assert.equal(0, rc, out)
     assert.equal(5, acq.json.decode(H.read_file(d .. "/options.json")).seed)
+    assert.equal("mine", H.read_file(d .. "/notes.txt"))
+    assert.equal("", H.read_file(d .. "/.keep"))
+    local hist = H.rows_of(d .. "/history.jsonl")
+    assert.equal("start", hist[1].event) -- the old run's history went with it
     rm(d)
   end)
 

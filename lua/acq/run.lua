@@ -122,7 +122,7 @@ local function run_files(dir)
   for _, n in ipairs(acq.listdir(dir)) do
     if n == "options.json" or n == "history.jsonl" or n == "metrics.jsonl" or n == "checkpoint.safetensors"
        or n == "result.json" or n == "losses.png" or n:match("^q_.*%.safetensors$") or n:match("_%d%d%d%d%d%d%.png$")
-       or n:match("^%.") then
+       or n:match("%.tmp%.%d+$") then -- a temporary file of an interrupted atomic write
       r[#r + 1] = dir .. "/" .. n
     end
   end
