@@ -6,10 +6,16 @@
 -- and count from 1.
 local core = require "acq.core"
 
+-- acq.core keeps one sub-table per concept; acq has the flat, PyTorch-like
+-- names (acq.zeros, acq.conv2d, acq.no_grad, acq.safetensors, ...).
+local GROUPS = { "tensor", "math", "functional", "autograd", "optim", "runtime", "io" }
 local acq = {}
-for k, v in pairs(core) do acq[k] = v end
-acq.quant = nil -- acq.quant is lua/acq/quant.lua, which includes core.quant
-acq.loss = nil  -- acq.loss is lua/acq/loss.lua, which includes core.loss
+for _, g in ipairs(GROUPS) do
+  for k, v in pairs(core[g]) do acq[k] = v end
+end
+acq.nn, acq.Tensor, acq.version = core.nn, core.Tensor, core.version
+-- acq.quant and acq.loss are lua/acq/quant.lua and loss.lua (which include
+-- core.quant and core.loss), loaded on first use below
 
 -- Submodules load on first use: acq.models, acq.quant, acq.data, ...
 local lazy = { models = true, quant = true, data = true, eval = true, export = true,
@@ -37,7 +43,7 @@ end
 --- Optimizers with PyTorch's update rules.
 -- acq.optim.adam(params, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0})
 -- acq.optim.sgd(params, {lr = ..., momentum = 0, dampening = 0, weight_decay = 0, nesterov = false})
-acq.optim = { adam = core.adam, sgd = core.sgd }
+acq.optim = { adam = core.optim.adam, sgd = core.optim.sgd }
 
 --- t:allclose(u, rtol, atol): |t - u| <= atol + rtol * |u| everywhere.
 function Tensor.allclose(t, u, rtol, atol)

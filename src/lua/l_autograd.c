@@ -1,9 +1,14 @@
-/*
+/***
  * l_autograd.c -- requires_grad, backward, grad, detach and grad mode.
+ *
+ * @module acq.core.autograd
  */
 #include "acqL.h"
 
-/* t:requires_grad_([on = true]) -> t */
+/***
+ * t:requires_grad_([on = true]) -> t
+ * @function requires_grad_
+ */
 static int l_requires_grad_(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   int on = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
@@ -13,6 +18,10 @@ static int l_requires_grad_(lua_State *L) {
   return 1;
 }
 
+/***
+ * t:requires_grad() -> whether autograd records operations on t.
+ * @function requires_grad
+ */
 static int l_requires_grad(lua_State *L) {
   atc_meta m;
   atc_status st;
@@ -21,6 +30,10 @@ static int l_requires_grad(lua_State *L) {
   return 1;
 }
 
+/***
+ * t:is_leaf() -> true for a tensor made by the user (not the result of a recorded operation); only leaves keep t:grad().
+ * @function is_leaf
+ */
 static int l_is_leaf(lua_State *L) {
   atc_meta m;
   atc_status st;
@@ -29,7 +42,10 @@ static int l_is_leaf(lua_State *L) {
   return 1;
 }
 
-/* t:backward([grad] [, {retain_graph = false}]) */
+/***
+ * t:backward([grad] [, {retain_graph = false}])
+ * @function backward
+ */
 static int l_backward(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   atc_tensor *g = NULL;
@@ -46,7 +62,10 @@ static int l_backward(lua_State *L) {
   return 0;
 }
 
-/* t:grad() -> the gradient tensor, or nil */
+/***
+ * t:grad() -> the gradient tensor, or nil
+ * @function grad
+ */
 static int l_grad(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   atc_status st;
@@ -59,7 +78,10 @@ static int l_grad(lua_State *L) {
   return acqL_done(L, b);
 }
 
-/* t:zero_grad([set_to_none = false]) */
+/***
+ * t:zero_grad([set_to_none = false])
+ * @function zero_grad
+ */
 static int l_zero_grad(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   atc_status st;
@@ -67,6 +89,10 @@ static int l_zero_grad(lua_State *L) {
   return 0;
 }
 
+/***
+ * t:detach() -> a tensor sharing t's storage, outside the autograd graph.
+ * @function detach
+ */
 static int l_detach(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   atc_status st;
@@ -75,8 +101,11 @@ static int l_detach(lua_State *L) {
   return acqL_done(L, b);
 }
 
-/* acq.no_grad(fn, ...) -> fn(...) with gradient recording off; the previous
- * mode is restored whether fn returns or raises. */
+/***
+ * acq.no_grad(fn, ...) -> fn(...) with gradient recording off; the previous
+ * mode is restored whether fn returns or raises.
+ * @function no_grad
+ */
 static int l_no_grad(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   int prev = atc_grad_enabled();
@@ -88,7 +117,10 @@ static int l_no_grad(lua_State *L) {
   return lua_gettop(L);
 }
 
-/* acq.set_grad_enabled(on) -> previous */
+/***
+ * acq.set_grad_enabled(on) -> previous
+ * @function set_grad_enabled
+ */
 static int l_set_grad_enabled(lua_State *L) {
   int prev = atc_grad_enabled();
   luaL_checkany(L, 1);
@@ -97,6 +129,10 @@ static int l_set_grad_enabled(lua_State *L) {
   return 1;
 }
 
+/***
+ * acq.is_grad_enabled() -> false inside acq.no_grad(fn), true otherwise.
+ * @function is_grad_enabled
+ */
 static int l_is_grad_enabled(lua_State *L) {
   lua_pushboolean(L, atc_grad_enabled());
   return 1;

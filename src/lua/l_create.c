@@ -1,7 +1,9 @@
-/*
+/***
  * l_create.c -- making tensors: acq.zeros, ones, empty, full, arange, randn,
  * rand, randint, randperm (with an optional generator), and acq.tensor from
  * Lua tables, numbers, booleans or another tensor.
+ *
+ * @module acq.core.create
  */
 #include "acqL.h"
 
@@ -54,20 +56,35 @@ static int fill_like(lua_State *L, atc_scalar v, int has_value, const char *op) 
   return finish_created(L, b, opts, op);
 }
 
+/***
+ * acq.zeros(sizes... or {sizes} [, {dtype = "f32", device = "cpu", requires_grad = false}]) -> a tensor of zeros. Example: acq.zeros(2, 3, {dtype = "f64"}).
+ * @function zeros
+ */
 static int l_zeros(lua_State *L) {
   atc_scalar z = {1, 0, 0.0};
   return fill_like(L, z, 1, "zeros");
 }
+/***
+ * acq.ones(sizes... [, opts]) -> a tensor of ones (opts as acq.zeros).
+ * @function ones
+ */
 static int l_ones(lua_State *L) {
   atc_scalar o = {1, 1, 1.0};
   return fill_like(L, o, 1, "ones");
 }
+/***
+ * acq.empty(sizes... [, opts]) -> an uninitialised tensor (opts as acq.zeros).
+ * @function empty
+ */
 static int l_empty(lua_State *L) {
   atc_scalar z = {1, 0, 0.0};
   return fill_like(L, z, 0, "empty");
 }
 
-/* acq.full(sizes, value, opts) */
+/***
+ * acq.full(sizes, value, opts)
+ * @function full
+ */
 static int l_full(lua_State *L) {
   int64_t sizes[ATC_MAX_DIMS];
   int nd;
@@ -84,7 +101,10 @@ static int l_full(lua_State *L) {
   return finish_created(L, b, opts, "full");
 }
 
-/* acq.arange(end) | acq.arange(start, end [, step]) [, opts] */
+/***
+ * acq.arange(end) | acq.arange(start, end [, step]) [, opts]
+ * @function arange
+ */
 static int l_arange(lua_State *L) {
   atc_scalar start = {1, 0, 0.0}, end, step = {1, 1, 1.0};
   int n = 0, allint = 1, opts;
@@ -121,10 +141,21 @@ static int random_like(lua_State *L, int normal) {
   if (rc) return acqL_fail(L, normal ? "randn" : "rand", &st);
   return finish_created(L, b, opts, normal ? "randn" : "rand");
 }
+/***
+ * acq.randn(sizes... [, {dtype, device, requires_grad, generator}]) -> samples of N(0, 1), from generator (an acq.generator) or the default one (acq.manual_seed).
+ * @function randn
+ */
 static int l_randn(lua_State *L) { return random_like(L, 1); }
+/***
+ * acq.rand(sizes... [, opts]) -> samples of U[0, 1) (opts as acq.randn).
+ * @function rand
+ */
 static int l_rand(lua_State *L) { return random_like(L, 0); }
 
-/* acq.randint(low, high, sizes, opts): integers in [low, high). */
+/***
+ * acq.randint(low, high, sizes, opts): integers in [low, high).
+ * @function randint
+ */
 static int l_randint(lua_State *L) {
   int64_t low = acqL_checkint(L, 1, "randint low");
   int64_t high = acqL_checkint(L, 2, "randint high");
@@ -141,7 +172,10 @@ static int l_randint(lua_State *L) {
   return finish_created(L, b, opts, "randint");
 }
 
-/* acq.randperm(n, {generator, device}): a random permutation of 0..n-1. */
+/***
+ * acq.randperm(n, {generator, device}): a random permutation of 0..n-1.
+ * @function randperm
+ */
 static int l_randperm(lua_State *L) {
   int64_t n = acqL_checkint(L, 1, "randperm n");
   int opts = opts_at(L, 2);
@@ -243,9 +277,12 @@ static int from_table(lua_State *L, int idx, int opts) {
   return finish_created(L, b, opts, "tensor");
 }
 
-/* acq.tensor(data [, opts]): data is a (nested) table of numbers or booleans,
+/***
+ * acq.tensor(data [, opts]): data is a (nested) table of numbers or booleans,
  * a number, a boolean, or a tensor (copied). opts: dtype, device,
- * requires_grad, shape (reshape the data). */
+ * requires_grad, shape (reshape the data).
+ * @function tensor
+ */
 static int l_tensor(lua_State *L) {
   int opts = 2;
   atc_status st;

@@ -1,4 +1,4 @@
-/*
+/***
  * l_data.c -- file formats from Lua: safetensors (src/data/safetensors.c).
  *
  *   acq.safetensors.load(path [, {prefix = "fp.", strip = true}])
@@ -20,6 +20,8 @@
  *
  * The mapped file lives in a userdata closed by __gc, so an error halfway
  * through a load leaks nothing and returns nothing half-loaded.
+ *
+ * @module acq.core.data
  */
 #include <dirent.h>
 #include <errno.h>
@@ -113,6 +115,10 @@ static void push_shape(lua_State *L, const acq_st_entry *e) {
   }
 }
 
+/***
+ * acq.safetensors.load(path [, {prefix = "fp.", strip = true}]) -> tensors (name -> Tensor), metadata (key -> string), names (file order). A file written with a checksum is checked: a mismatch is an error naming the file.
+ * @function load
+ */
 static int l_st_load(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   const char *prefix = NULL;
@@ -151,6 +157,10 @@ static int l_st_load(lua_State *L) {
   return 3;
 }
 
+/***
+ * acq.safetensors.header(path) -> entries ({name, dtype, shape, nbytes} in file order), metadata, without reading the tensor data.
+ * @function header
+ */
 static int l_st_header(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   lua_settop(L, 1);
@@ -197,11 +207,14 @@ const char **acqL_sorted_names(lua_State *L, int idx, int *n, const char *path) 
   return names;
 }
 
-/* acq.safetensors.save(path, tensors [, metadata [, {checksum = false,
- *                       finite = false}]])
+/***
+ * acq.safetensors.save(path, tensors [, metadata [, {checksum = false,
+ * finite = false}]])
  * checksum: store the CRC-32 of the data section in the metadata ("crc32"),
  * which every load then checks; finite: refuse (write nothing) when a
- * float tensor holds NaN or Inf, naming it. */
+ * float tensor holds NaN or Inf, naming it.
+ * @function save
+ */
 static int l_st_save(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -353,14 +366,21 @@ const char *acqL_read_file(lua_State *L, const char *path, size_t *len) {
   return lua_tolstring(L, -1, len);
 }
 
+/***
+ * acq.read_file(path) -> the bytes of a regular file as a string (gzip files decompressed); a FIFO, folder or device is an error, without blocking.
+ * @function read_file
+ */
 static int l_read_file(lua_State *L) {
   acqL_read_file(L, luaL_checkstring(L, 1), NULL);
   return 1;
 }
 
-/* acq.decode_image(path [, {max_pixels = 178956970}]) -> u8 tensor [H, W, 3]
+/***
+ * acq.decode_image(path [, {max_pixels = 178956970}]) -> u8 tensor [H, W, 3]
  * (RGB; JPEG or PNG). An image of more than max_pixels pixels (PIL's limit
- * by default) is refused from its header, before decoding. */
+ * by default) is refused from its header, before decoding.
+ * @function decode_image
+ */
 static int l_decode_image(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   lua_Number maxpx = acqL_optnumfield(L, 2, "max_pixels", 0);
@@ -380,8 +400,11 @@ static int l_decode_image(lua_State *L) {
   return acqL_done(L, b);
 }
 
-/* acq.resize_image(img u8 [H,W,C], h, w) -> u8 [h,w,C], as PIL's
- * Image.resize((w, h), BILINEAR) */
+/***
+ * acq.resize_image(img u8 [H,W,C], h, w) -> u8 [h,w,C], as PIL's
+ * Image.resize((w, h), BILINEAR)
+ * @function resize_image
+ */
 static int l_resize_image(lua_State *L) {
   atc_tensor *img = acqL_checktensor(L, 1);
   lua_Integer oh = luaL_checkinteger(L, 2), ow = luaL_checkinteger(L, 3);
@@ -403,6 +426,10 @@ static int l_resize_image(lua_State *L) {
   return acqL_done(L, b);
 }
 
+/***
+ * acq.frombytes(s, dtype, shape [, offset = 0]) -> a new CPU tensor of dtype and shape holding the little-endian bytes of string s from offset on; an error when s is too short.
+ * @function frombytes
+ */
 static int l_frombytes(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
@@ -423,8 +450,11 @@ static int l_frombytes(lua_State *L) {
   return acqL_done(L, b);
 }
 
-/* acq.write_png(path, t): t is uint8 [H,W] (grey) or [H,W,C], C = 1..4
- * (grey, grey+alpha, RGB, RGBA); written atomically. */
+/***
+ * acq.write_png(path, t): t is uint8 [H,W] (grey) or [H,W,C], C = 1..4
+ * (grey, grey+alpha, RGB, RGBA); written atomically.
+ * @function write_png
+ */
 static int l_write_png(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   atc_tensor *t = acqL_checktensor(L, 2);
@@ -443,7 +473,10 @@ static int l_write_png(lua_State *L) {
   return 0;
 }
 
-/* acq.write_file(path, s): atomically (temporary file, fsync, rename). */
+/***
+ * acq.write_file(path, s): atomically (temporary file, fsync, rename).
+ * @function write_file
+ */
 static int l_write_file(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   size_t len;
@@ -454,8 +487,11 @@ static int l_write_file(lua_State *L) {
   return 0;
 }
 
-/* acq.mkdir(path): creates the folder and its missing parents (mkdir -p);
- * an existing folder is fine. */
+/***
+ * acq.mkdir(path): creates the folder and its missing parents (mkdir -p);
+ * an existing folder is fine.
+ * @function mkdir
+ */
 static int l_mkdir(lua_State *L) {
   size_t len;
   const char *path = luaL_checklstring(L, 1, &len);
@@ -476,8 +512,11 @@ static int l_mkdir(lua_State *L) {
   return 0;
 }
 
-/* acq.listdir(path) -> the names in the folder, sorted bytewise (as Python's
- * sorted(os.listdir)), without "." and ".." */
+/***
+ * acq.listdir(path) -> the names in the folder, sorted bytewise (as Python's
+ * sorted(os.listdir)), without "." and ".."
+ * @function listdir
+ */
 static int l_listdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   DIR *d = opendir(path);
@@ -503,7 +542,10 @@ static int l_listdir(lua_State *L) {
   return 1;
 }
 
-/* acq.isdir(path) -> true when path is an existing folder. */
+/***
+ * acq.isdir(path) -> true when path is an existing folder.
+ * @function isdir
+ */
 static int l_isdir(lua_State *L) {
   struct stat sb;
   lua_pushboolean(L, stat(luaL_checkstring(L, 1), &sb) == 0 && S_ISDIR(sb.st_mode));

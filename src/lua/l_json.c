@@ -1,4 +1,4 @@
-/*
+/***
  * l_json.c -- JSON for run files (options, metrics lines), over jansson.
  *
  *   acq.json.encode(v [, {indent = n}]) -> string
@@ -10,6 +10,8 @@
  *   acq.json.decode(s) -> value
  *       objects and arrays become tables, null becomes acq.json.null,
  *       integers stay integers. Errors name the line and column.
+ *
+ * @module acq.core.json
  */
 #include <math.h>
 #include <stdio.h>
@@ -120,6 +122,10 @@ static json_t *encode(lua_State *L, int idx, int depth, enc_err *err) {
   }
 }
 
+/***
+ * acq.json.encode(value [, {indent = n}]) -> JSON text: tables with keys 1..n are arrays, others objects (sorted keys); numbers round-trip (17 digits); acq.json.null is null. A value JSON cannot hold (a function, NaN, a cycle) is an error.
+ * @function encode
+ */
 static int l_encode(lua_State *L) {
   lua_settop(L, 2);
   size_t flags = JSON_SORT_KEYS | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17);
@@ -182,6 +188,10 @@ static void push(lua_State *L, json_t *j, int depth) {
   }
 }
 
+/***
+ * acq.json.decode(text) -> the Lua value: objects and arrays as tables, null as acq.json.null; malformed text is an error with the line and column.
+ * @function decode
+ */
 static int l_decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);

@@ -1,4 +1,4 @@
-/*
+/***
  * l_layers.c -- the layers and containers of acq.nn (src/nn/module.c):
  *
  *   acq.nn.conv2d(in, out, k, {stride, padding, dilation, groups, bias = true})
@@ -12,6 +12,8 @@
  *   acq.nn.residual(main, shortcut, {relu = true})   (lists as in sequential;
  *       shortcut nil or {} = identity)
  * and what a layer is: m:kind(), m:name(), m:children(), m:config().
+ *
+ * @module acq.core.layers
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,10 @@ static int finish_new(lua_State *L, atc_status *st, int rc, acq_module **m, cons
   return 1;
 }
 
+/***
+ * acq.nn.conv2d(in, out, k [, {stride = 1, padding = 0, dilation = 1, groups = 1, bias = true}]) -> a 2-D convolution layer; k, stride, padding and dilation are n or {h, w}. Weights are initialised as PyTorch does.
+ * @function conv2d
+ */
 static int l_conv2d(lua_State *L) {
   int64_t in = luaL_checkinteger(L, 1), out = luaL_checkinteger(L, 2), k[2], s[2], p[2], d[2];
   acqL_checkpair(L, 3, "kernel size", 1, k);
@@ -41,6 +47,10 @@ static int l_conv2d(lua_State *L) {
   return finish_new(L, &st, acq_conv2d_new(&st, in, out, k, s, p, d, groups, bias, &m), &m, "nn.conv2d");
 }
 
+/***
+ * acq.nn.batchnorm2d(c [, {eps = 1e-5, momentum = 0.1, affine = true}]) -> a batch-norm layer over c channels, with the three modes of the paper (eval, batch = F^train, train).
+ * @function batchnorm2d
+ */
 static int l_batchnorm2d(lua_State *L) {
   int64_t c = luaL_checkinteger(L, 1);
   double eps = acqL_optnumfield(L, 2, "eps", 1e-5), mom = acqL_optnumfield(L, 2, "momentum", 0.1);
@@ -50,6 +60,10 @@ static int l_batchnorm2d(lua_State *L) {
   return finish_new(L, &st, acq_batchnorm2d_new(&st, c, eps, mom, affine, &m), &m, "nn.batchnorm2d");
 }
 
+/***
+ * acq.nn.linear(in, out [, {bias = true}]) -> a fully connected layer.
+ * @function linear
+ */
 static int l_linear(lua_State *L) {
   int64_t in = luaL_checkinteger(L, 1), out = luaL_checkinteger(L, 2);
   int bias = acqL_optbool(L, 3, "bias", 1);
@@ -58,6 +72,10 @@ static int l_linear(lua_State *L) {
   return finish_new(L, &st, acq_linear_new(&st, in, out, bias, &m), &m, "nn.linear");
 }
 
+/***
+ * acq.nn.maxpool2d(k [, {stride = k, padding = 0}]) -> a max-pooling layer.
+ * @function maxpool2d
+ */
 static int l_maxpool2d(lua_State *L) {
   int64_t k[2], s[2], p[2];
   acqL_checkpair(L, 1, "kernel size", 1, k);
@@ -76,6 +94,10 @@ static int l_simple(lua_State *L) {
   return finish_new(L, &st, acq_simple_new(&st, kind, &m), &m, acq_mkind_name(kind));
 }
 
+/***
+ * acq.nn.embedding(num, dim) -> a lookup table: int64 indices [N] -> [N, dim].
+ * @function embedding
+ */
 static int l_embedding(lua_State *L) {
   int64_t num = luaL_checkinteger(L, 1), dim = luaL_checkinteger(L, 2);
   atc_status st;
@@ -83,6 +105,10 @@ static int l_embedding(lua_State *L) {
   return finish_new(L, &st, acq_embedding_new(&st, num, dim, &m), &m, "nn.embedding");
 }
 
+/***
+ * acq.nn.leaky_relu(slope) -> a leaky ReLU layer.
+ * @function leaky_relu
+ */
 static int l_leaky_relu(lua_State *L) {
   double slope = luaL_optnumber(L, 1, 0.01);
   atc_status st;
@@ -90,6 +116,10 @@ static int l_leaky_relu(lua_State *L) {
   return finish_new(L, &st, acq_leaky_relu_new(&st, slope, &m), &m, "nn.leaky_relu");
 }
 
+/***
+ * acq.nn.upsample(scale) -> nearest-neighbour upsampling by scale (n or {h, w}); followed by a 3x3 convolution it runs as one fused 2x2 phase convolution.
+ * @function upsample
+ */
 static int l_upsample(lua_State *L) {
   int64_t scale[2];
   acqL_checkpair(L, 1, "scale factor", 2, scale);
@@ -98,6 +128,10 @@ static int l_upsample(lua_State *L) {
   return finish_new(L, &st, acq_upsample_new(&st, scale, &m), &m, "nn.upsample");
 }
 
+/***
+ * acq.nn.unflatten{c, h, w} -> reshapes [N, c*h*w] to [N, c, h, w].
+ * @function unflatten
+ */
 static int l_unflatten(lua_State *L) {
   int64_t shape[ATC_MAX_DIMS];
   int n;
@@ -107,6 +141,10 @@ static int l_unflatten(lua_State *L) {
   return finish_new(L, &st, acq_unflatten_new(&st, shape, n, &m), &m, "nn.unflatten");
 }
 
+/***
+ * acq.nn.condbn(classes, c [, {eps, momentum}]) -> class-conditional batch norm (GDFQ's CCBN): BN without affine, then a per-class scale and shift; forward needs {labels = y}.
+ * @function condbn
+ */
 static int l_condbn(lua_State *L) {
   int64_t k = luaL_checkinteger(L, 1), c = luaL_checkinteger(L, 2);
   double eps = acqL_optnumfield(L, 3, "eps", 1e-5), mom = acqL_optnumfield(L, 3, "momentum", 0.1);
@@ -145,6 +183,10 @@ static int readlist(lua_State *L, int idx, acq_module **mods, const char **names
 
 #define MAX_CHILDREN 256
 
+/***
+ * acq.nn.sequential{m1, {"name", m2}, ...} -> a container running its children in order; unnamed children are named "0", "1", ...
+ * @function sequential
+ */
 static int l_sequential(lua_State *L) {
   acq_module *mods[MAX_CHILDREN];
   const char *names[MAX_CHILDREN];
@@ -155,6 +197,10 @@ static int l_sequential(lua_State *L) {
   return finish_new(L, &st, rc, &m, "nn.sequential");
 }
 
+/***
+ * acq.nn.residual(main, shortcut [, {relu = true}]) -> out = relu(main(x) + shortcut(x)); both are lists as in sequential, shortcut nil or {} for the identity.
+ * @function residual
+ */
 static int l_residual(lua_State *L) {
   acq_module *mods[2 * MAX_CHILDREN];
   const char *names[2 * MAX_CHILDREN];
@@ -169,16 +215,28 @@ static int l_residual(lua_State *L) {
 
 /* ---- what a layer is --------------------------------------------------------- */
 
+/***
+ * m:kind() -> the layer kind: "conv2d", "batchnorm2d", "linear", "sequential", "residual", ...
+ * @function kind
+ */
 static int l_kind(lua_State *L) {
   lua_pushstring(L, acq_mkind_name(acqL_checkmodule(L, 1)->kind));
   return 1;
 }
 
+/***
+ * m:name() -> the name m has in its parent ("" for a root).
+ * @function name
+ */
 static int l_name(lua_State *L) {
   lua_pushstring(L, acqL_checkmodule(L, 1)->name);
   return 1;
 }
 
+/***
+ * m:children() -> the list of {name, Module} of m's direct children (empty for a leaf layer).
+ * @function children
+ */
 static int l_children(lua_State *L) {
   acq_module *m = acqL_checkmodule(L, 1);
   lua_createtable(L, m->nchild, 0);
@@ -189,7 +247,10 @@ static int l_children(lua_State *L) {
   return 1;
 }
 
-/* m:config() -> a table of the module's settings */
+/***
+ * m:config() -> a table of the module's settings
+ * @function config
+ */
 static int l_config(lua_State *L) {
   acq_module *m = acqL_checkmodule(L, 1);
   lua_newtable(L);

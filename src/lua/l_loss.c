@@ -1,7 +1,9 @@
-/*
+/***
  * l_loss.c -- acq.core.loss: the attention map (eq. (3)) and every loss of the
  * paper (src/loss/loss.c), one Lua call each. lua/acq/loss.lua builds the
  * objectives (eqs. (15), (16)) and the coefficient presets on top.
+ *
+ * @module acq.core.loss
  */
 #include <string.h>
 
@@ -34,7 +36,10 @@ static void checkopts(lua_State *L, int idx) {
   if (!lua_isnoneornil(L, idx)) luaL_checktype(L, idx, LUA_TTABLE);
 }
 
-/* acq.attention(A [N,C,h,w], {size = {H, W}}) -> M [N,h,w] (or [N,H,W]) */
+/***
+ * acq.attention(A [N,C,h,w], {size = {H, W}}) -> M [N,h,w] (or [N,H,W])
+ * @function attention
+ */
 static int l_attention(lua_State *L) {
   atc_tensor *A = acqL_checktensor(L, 1);
   checkopts(L, 2);
@@ -53,11 +58,14 @@ static atc_tensor *field_tensor(lua_State *L, int t, int i, const char *key) {
   return b->h;
 }
 
-/* acq.loss.bns(stats, {form = "var"|"std", reduction = "sum"|"mean",
- *               what = "L_BNS", margin = 0, weights = W [N,n]}) -> loss, layers [n]
+/***
+ * acq.loss.bns(stats, {form = "var"|"std", reduction = "sum"|"mean",
+ * what = "L_BNS", margin = 0, weights = W [N,n]}) -> loss, layers [n]
  * stats: the list a forward with {stats = true} (or "sample") returns (name,
  * mean, var, running_mean, running_var, eps). margin > 0: DSG's slack form;
- * weights: per sample and layer (per-sample statistics only). */
+ * weights: per sample and layer (per-sample statistics only).
+ * @function bns
+ */
 static int l_bns(lua_State *L) {
   static const char *const forms[] = {"var", "std", NULL};
   static const char *const reds[] = {"sum", "mean", NULL};
@@ -100,7 +108,10 @@ static int l_bns(lua_State *L) {
   return 2;
 }
 
-/* acq.loss.ce(logits [N,K], target [N], {what = "L_CE"}) -> loss */
+/***
+ * acq.loss.ce(logits [N,K], target [N], {what = "L_CE"}) -> loss
+ * @function ce
+ */
 static int l_ce(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1), *y = acqL_checktensor(L, 2);
   checkopts(L, 3);
@@ -111,8 +122,11 @@ static int l_ce(lua_State *L) {
   return acqL_done(L, r);
 }
 
-/* acq.loss.soft_ce(logits [N,K], probs [N,K], {what = "L_CE"}) -> loss:
- * -mean_i sum_k probs[i,k] log softmax(logits)[i,k] (probs detached) */
+/***
+ * acq.loss.soft_ce(logits [N,K], probs [N,K], {what = "L_CE"}) -> loss:
+ * -mean_i sum_k probs[i,k] log softmax(logits)[i,k] (probs detached)
+ * @function soft_ce
+ */
 static int l_soft_ce(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1), *p = acqL_checktensor(L, 2);
   checkopts(L, 3);
@@ -123,7 +137,10 @@ static int l_soft_ce(lua_State *L) {
   return acqL_done(L, r);
 }
 
-/* acq.loss.kd(q [N,K], f [N,K], {T = 1}) -> loss (f is detached) */
+/***
+ * acq.loss.kd(q [N,K], f [N,K], {T = 1}) -> loss (f is detached)
+ * @function kd
+ */
 static int l_kd(lua_State *L) {
   atc_tensor *q = acqL_checktensor(L, 1), *f = acqL_checktensor(L, 2);
   checkopts(L, 3);
@@ -134,7 +151,10 @@ static int l_kd(lua_State *L) {
   return acqL_done(L, r);
 }
 
-/* acq.loss.cacm(M [N,h,w], p [N], {eps = 0.2}) -> loss, M(p) [N] */
+/***
+ * acq.loss.cacm(M [N,h,w], p [N], {eps = 0.2}) -> loss, M(p) [N]
+ * @function cacm
+ */
 static int l_cacm(lua_State *L) {
   atc_tensor *M = acqL_checktensor(L, 1), *p = acqL_checktensor(L, 2);
   checkopts(L, 3);
@@ -147,8 +167,11 @@ static int l_cacm(lua_State *L) {
   return 2;
 }
 
-/* acq.loss.ad(l1 [B,K], l2 [B,K], z1 [B,D], z2 [B,D], {form = "batch"|"sample"})
- *   -> loss, {js = [B], mae = [B], o1 = [B], o2 = [B]} */
+/***
+ * acq.loss.ad(l1 [B,K], l2 [B,K], z1 [B,D], z2 [B,D], {form = "batch"|"sample"})
+ * -> loss, {js = [B], mae = [B], o1 = [B], o2 = [B]}
+ * @function ad
+ */
 static int l_ad(lua_State *L) {
   static const char *const forms[] = {"batch", "sample", NULL};
   atc_tensor *l1 = acqL_checktensor(L, 1), *l2 = acqL_checktensor(L, 2);
@@ -178,7 +201,10 @@ static int l_ad(lua_State *L) {
   return 2;
 }
 
-/* acq.loss.penalty_cacm(M_train, M_eval, {eps = 0.1}) -> loss, mae */
+/***
+ * acq.loss.penalty_cacm(M_train, M_eval, {eps = 0.1}) -> loss, mae
+ * @function penalty_cacm
+ */
 static int l_penalty_cacm(lua_State *L) {
   atc_tensor *a = acqL_checktensor(L, 1), *b = acqL_checktensor(L, 2);
   checkopts(L, 3);
@@ -191,8 +217,11 @@ static int l_penalty_cacm(lua_State *L) {
   return 2;
 }
 
-/* acq.loss.weighted_sum({{name, tensor, weight}, ...}, what) -> sum of
- * weight * tensor over the entries whose tensor is not nil. */
+/***
+ * acq.loss.weighted_sum({{name, tensor, weight}, ...}, what) -> sum of
+ * weight * tensor over the entries whose tensor is not nil.
+ * @function weighted_sum
+ */
 static int l_weighted_sum(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *what = luaL_optstring(L, 2, "objective");

@@ -1,13 +1,23 @@
-/*
+/***
  * l_math.c -- elementwise math, comparisons, arithmetic metamethods,
  * reductions and matmul for acq.Tensor.
+ *
+ * @module acq.core.math
  */
 #include "acqL.h"
 
 #include <string.h>
 
-/* Unary ops are one C function with the op code as upvalue 1 and the op's
- * name as upvalue 2. */
+/***
+ * Elementwise functions of one tensor, each as a method, a module function
+ * and (where marked *) an in-place method with a trailing underscore:
+ * t:neg()*, abs*, exp*, log*, sqrt*, rsqrt*, sin*, cos*, tanh*, sigmoid*,
+ * relu*, sign*, floor*, ceil*, round* (half to even), trunc*, square*,
+ * reciprocal*, log1p*, expm1*, erf*, log2*, logical_not, isnan, isinf,
+ * isfinite. Example: t:exp(), acq.exp(t), t:relu_().
+ * One C function serves them all (the op code is upvalue 1, its name 2).
+ * @function unary
+ */
 static int l_unary(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   atc_unary_op op = (atc_unary_op)lua_tointeger(L, lua_upvalueindex(1));
@@ -52,6 +62,15 @@ static int binary(lua_State *L, atc_binary_op op, const char *name) {
   return acqL_done(L, r);
 }
 
+/***
+ * Elementwise functions of two tensors (or a tensor and a number),
+ * broadcasting, as methods, module functions and (*) in-place methods:
+ * t:add(u)*, sub*, mul*, div*, pow*, remainder*, floor_divide, maximum*,
+ * minimum*, atan2, the comparisons eq, ne, lt, le, gt, ge (bool results),
+ * logical_and, logical_or. The arithmetic metamethods + - * / ^ % // and
+ * unary minus call the same kernels.
+ * @function binary
+ */
 static int l_binary(lua_State *L) {
   return binary(L, (atc_binary_op)lua_tointeger(L, lua_upvalueindex(1)),
                 lua_tostring(L, lua_upvalueindex(2)));
@@ -102,7 +121,10 @@ static int mm_le(lua_State *L) { return compare(L, ATC_LE, "le"); }
 
 /* ---- clamp, leaky_relu -------------------------------------------------- */
 
-/* t:clamp(min, max): either may be nil. */
+/***
+ * t:clamp(min, max): either may be nil.
+ * @function clamp
+ */
 static int l_clamp(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   atc_scalar lo = {0, 0, 0}, hi = {0, 0, 0};
@@ -115,6 +137,10 @@ static int l_clamp(lua_State *L) {
   return acqL_done(L, b);
 }
 
+/***
+ * acq.leaky_relu(x, slope) -> max(x, 0) + slope * min(x, 0).
+ * @function leaky_relu
+ */
 static int l_leaky_relu(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   double slope = luaL_optnumber(L, 2, 0.01);
@@ -124,7 +150,10 @@ static int l_leaky_relu(lua_State *L) {
   return acqL_done(L, b);
 }
 
-/* relu6 = clamp(x, 0, 6) */
+/***
+ * relu6 = clamp(x, 0, 6)
+ * @function relu6
+ */
 static int l_relu6(lua_State *L) {
   lua_settop(L, 1);
   lua_pushinteger(L, 0);
@@ -134,7 +163,13 @@ static int l_relu6(lua_State *L) {
 
 /* ---- reductions --------------------------------------------------------- */
 
-/* t:sum([dims [, keepdim]]) and friends; upvalue 1 = op, 2 = name. */
+/***
+ * Reductions: t:sum([dims [, keepdim = false]]), mean, amin, amax,
+ * logsumexp, any, all; dims is a dimension or a list of them (0-based),
+ * none for the whole tensor (a 0-d result). One C function serves them all
+ * (upvalue 1 = op, 2 = name).
+ * @function reduce
+ */
 static int l_reduce(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   atc_reduce_op op = (atc_reduce_op)lua_tointeger(L, lua_upvalueindex(1));
@@ -148,7 +183,11 @@ static int l_reduce(lua_State *L) {
   return acqL_done(L, b);
 }
 
-/* t:var([dims [, unbiased=true [, keepdim=false]]]); upvalue 1: std? */
+/***
+ * t:var([dims [, unbiased=true [, keepdim=false]]]); upvalue 1: std?
+ * Registered as t:var (also t:std).
+ * @function var
+ */
 static int l_var(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   int sd = lua_toboolean(L, lua_upvalueindex(1));
@@ -162,8 +201,12 @@ static int l_var(lua_State *L) {
   return acqL_done(L, b);
 }
 
-/* t:max() -> 0-d max; t:max(dim [, keepdim]) -> values, indices;
- * t:max(u) -> elementwise maximum. Same for min. upvalue 1: is_max. */
+/***
+ * t:max() -> 0-d max; t:max(dim [, keepdim]) -> values, indices;
+ * t:max(u) -> elementwise maximum. Same for min. upvalue 1: is_max.
+ * Registered as t:max (also t:min, as upvalue).
+ * @function max
+ */
 static int l_minmax(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   int is_max = lua_toboolean(L, lua_upvalueindex(1));
@@ -189,7 +232,11 @@ static int l_minmax(lua_State *L) {
   return 2;
 }
 
-/* t:argmax([dim [, keepdim]]) */
+/***
+ * t:argmax([dim [, keepdim]])
+ * Registered as t:argmax (also t:argmin).
+ * @function argmax
+ */
 static int l_argminmax(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   int is_max = lua_toboolean(L, lua_upvalueindex(1));
@@ -203,6 +250,10 @@ static int l_argminmax(lua_State *L) {
   return acqL_done(L, b);
 }
 
+/***
+ * t:matmul(u) / acq.matmul(t, u) -> the matrix product (batched as torch.matmul); mismatched shapes are an error naming them.
+ * @function matmul
+ */
 static int l_matmul(lua_State *L) {
   atc_tensor *a = acqL_checktensor(L, 1), *b = acqL_checktensor(L, 2);
   atc_status st;

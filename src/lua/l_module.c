@@ -1,4 +1,4 @@
-/*
+/***
  * l_module.c -- acq.Module: a model (src/nn/module.c) from Lua, and its
  * parameters: forward, traversal, state dicts, gradients, devices,
  * printing. The layer constructors (acq.nn.*) are l_layers.c; the quantizer
@@ -7,6 +7,8 @@
  * A module userdata holds one reference to its C module; children are held
  * by reference in C, so a model stays whole whatever Lua drops. m.name
  * finds a child by name (m.layer1[0] is m.layer1["0"]).
+ *
+ * @module acq.core.module
  */
 #include <stdlib.h>
 #include <string.h>
@@ -95,14 +97,17 @@ static int opt_child(lua_State *L, acq_module *m, const char *key, int def) {
   return i;
 }
 
-/* m:forward(x [, {bn = "eval", stats = false|true|"sample", features = false,
- *                 labels = y, from = child, to = child}])
- *   -> y [, aux]  where aux = {features = T, stats = {{name, mean, var,
- *      running_mean, running_var, eps}, ...}} when either was asked for.
+/***
+ * m:forward(x [, {bn = "eval", stats = false|true|"sample", features = false,
+ * labels = y, from = child, to = child}])
+ * -> y [, aux]  where aux = {features = T, stats = {{name, mean, var,
+ * running_mean, running_var, eps}, ...}} when either was asked for.
  * stats = "sample": each BN input's mean and variance per sample ([N,C],
  * over H,W) instead of over the batch ([C]).
  * labels: the classes of class-conditional BN layers. from/to (names or
- * 0-based indices, both inclusive): run only those children of a sequential. */
+ * 0-based indices, both inclusive): run only those children of a sequential.
+ * @function forward
+ */
 static int l_forward(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   atc_tensor *x = acqL_checktensor(L, 2);
@@ -217,8 +222,11 @@ static int collect_params(acq_module *m, const char *path, void *ud) {
   return 0;
 }
 
-/* m:parameters() -> list of the trainable tensors (aliases);
- * m:named_parameters() -> list of {name, tensor}. upvalue 1: with names. */
+/***
+ * m:parameters() -> list of the trainable tensors (aliases);
+ * m:named_parameters() -> list of {name, tensor}. upvalue 1: with names.
+ * @function named_parameters
+ */
 static int l_parameters(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   lua_settop(L, 1);
@@ -228,8 +236,11 @@ static int l_parameters(lua_State *L) {
   return 1;
 }
 
-/* m:state_dict() -> name -> tensor (aliases of parameters and buffers),
- * names in module order */
+/***
+ * m:state_dict() -> name -> tensor (aliases of parameters and buffers),
+ * names in module order
+ * @function state_dict
+ */
 static int l_state_dict(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   lua_settop(L, 1);
@@ -260,8 +271,11 @@ static int collect_modules(acq_module *m, const char *path, void *ud) {
   return 0;
 }
 
-/* m:named_modules([kind]) -> list of {path, module} in module order;
- * kind "conv2d" gives conv2d and linear layers (the quantizable ones). */
+/***
+ * m:named_modules([kind]) -> list of {path, module} in module order;
+ * kind "conv2d" gives conv2d and linear layers (the quantizable ones).
+ * @function named_modules
+ */
 static int l_named_modules(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   int kind = -1;
@@ -345,9 +359,12 @@ static int load_visit(acq_module *m, const char *path, void *ud) {
   return 0;
 }
 
-/* m:load_state_dict(tensors [, {strict = true, source = "name"}])
- *   -> missing keys, unexpected keys (lists). Everything is checked before
- *   anything is copied: on error the model is unchanged. */
+/***
+ * m:load_state_dict(tensors [, {strict = true, source = "name"}])
+ * -> missing keys, unexpected keys (lists). Everything is checked before
+ * anything is copied: on error the model is unchanged.
+ * @function load_state_dict
+ */
 static int l_load_state_dict(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -413,8 +430,11 @@ static int l_load_state_dict(lua_State *L) {
 
 /* ---- configuration ------------------------------------------------------------ */
 
-/* m:fix_bn(mode|nil): every BN below m runs in mode whatever the forward
- * asks (Q: "eval"); nil follows the forward's mode again. */
+/***
+ * m:fix_bn(mode|nil): every BN below m runs in mode whatever the forward
+ * asks (Q: "eval"); nil follows the forward's mode again.
+ * @function fix_bn
+ */
 static int l_fix_bn(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   int mode = lua_isnoneornil(L, 2) ? -1 : parse_bn_mode(L, luaL_checkstring(L, 2));
@@ -423,6 +443,10 @@ static int l_fix_bn(lua_State *L) {
   return 1;
 }
 
+/***
+ * m:set_tap([on = true]) -> m; a tapped module's output is returned as aux.features by a forward with {features = true} (the backbone output of eq. (3)).
+ * @function set_tap
+ */
 static int l_set_tap(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   acq_module_set_tap(m, lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2));
@@ -446,7 +470,10 @@ static int grad_visit(acq_module *m, const char *path, void *ud) {
   return 0;
 }
 
-/* m:requires_grad_(on): switches the gradient of every trainable tensor. */
+/***
+ * m:requires_grad_(on): switches the gradient of every trainable tensor.
+ * @function requires_grad_
+ */
 static int l_requires_grad(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   GradSwitch g = {lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2), 0, {0, ""}};
@@ -456,7 +483,10 @@ static int l_requires_grad(lua_State *L) {
   return 1;
 }
 
-/* m:to{dtype = "f64", device = "cuda"} -> m (converted in place) */
+/***
+ * m:to{dtype = "f64", device = "cuda"} -> m (converted in place)
+ * @function to
+ */
 static int l_to(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -473,6 +503,10 @@ static int l_to(lua_State *L) {
   return 1;
 }
 
+/***
+ * m:clone() -> a deep copy of m (parameters, buffers, quantizers and their bounds); the copy shares nothing with m.
+ * @function clone
+ */
 static int l_clone(lua_State *L) {
   acq_module *m = checkmod(L, 1);
   atc_status st;

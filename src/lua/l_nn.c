@@ -1,10 +1,15 @@
-/*
+/***
  * l_nn.c -- neural-network functions: acq.conv2d, acq.batch_norm, ...
  * Optional arguments come in an options table named like PyTorch's keywords.
+ *
+ * @module acq.core.functional
  */
 #include "acqL.h"
 
-/* acq.conv2d(x, w [, b [, {stride, padding, dilation, groups}]]) */
+/***
+ * acq.conv2d(x, w [, b [, {stride, padding, dilation, groups}]])
+ * @function conv2d
+ */
 static int l_conv2d(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1), *w = acqL_checktensor(L, 2), *b = acqL_opttensor(L, 3);
   int64_t stride[2], pad[2], dil[2];
@@ -18,9 +23,12 @@ static int l_conv2d(lua_State *L) {
   return acqL_done(L, r);
 }
 
-/* acq.upsample2x_conv3x3(x, w [, b]) = conv2d(upsample_nearest2d(x, 2x), w, b,
+/***
+ * acq.upsample2x_conv3x3(x, w [, b]) = conv2d(upsample_nearest2d(x, 2x), w, b,
  * {padding = 1}) for w [O,C,3,3], without the upsampled tensor (what a
- * sequential runs for an upsample(2) followed by such a conv). */
+ * sequential runs for an upsample(2) followed by such a conv).
+ * @function upsample2x_conv3x3
+ */
 static int l_upsample2x_conv3x3(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1), *w = acqL_checktensor(L, 2), *b = acqL_opttensor(L, 3);
   atc_status st;
@@ -29,8 +37,11 @@ static int l_upsample2x_conv3x3(lua_State *L) {
   return acqL_done(L, r);
 }
 
-/* acq.conv_transpose2d(x, w [, b [, {stride, padding, output_padding,
- * dilation, groups}]]) */
+/***
+ * acq.conv_transpose2d(x, w [, b [, {stride, padding, output_padding,
+ * dilation, groups}]])
+ * @function conv_transpose2d
+ */
 static int l_conv_transpose2d(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1), *w = acqL_checktensor(L, 2), *b = acqL_opttensor(L, 3);
   int64_t stride[2], pad[2], opad[2], dil[2];
@@ -46,11 +57,14 @@ static int l_conv_transpose2d(lua_State *L) {
   return acqL_done(L, r);
 }
 
-/* acq.batch_norm(x, weight, bias, running_mean, running_var,
- *                {training = false, momentum = 0.1, eps = 1e-5})
+/***
+ * acq.batch_norm(x, weight, bias, running_mean, running_var,
+ * {training = false, momentum = 0.1, eps = 1e-5})
  * training = false: stored statistics (running_* required);
  * training = true with running_*: batch statistics, running stats updated;
- * training = true, running_* nil: batch statistics, nothing updated. */
+ * training = true, running_* nil: batch statistics, nothing updated.
+ * @function batch_norm
+ */
 static int l_batch_norm(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1);
   atc_tensor *w = acqL_opttensor(L, 2), *b = acqL_opttensor(L, 3);
@@ -65,6 +79,10 @@ static int l_batch_norm(lua_State *L) {
   return acqL_done(L, r);
 }
 
+/***
+ * acq.linear(x [..., in], w [out, in] [, b [out]]) -> x w^T + b.
+ * @function linear
+ */
 static int l_linear(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1), *w = acqL_checktensor(L, 2), *b = acqL_opttensor(L, 3);
   atc_status st;
@@ -73,7 +91,10 @@ static int l_linear(lua_State *L) {
   return acqL_done(L, r);
 }
 
-/* acq.max_pool2d(x, kernel [, {stride = kernel, padding, dilation, ceil_mode}]) */
+/***
+ * acq.max_pool2d(x, kernel [, {stride = kernel, padding, dilation, ceil_mode}])
+ * @function max_pool2d
+ */
 static int l_max_pool2d(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1);
   int64_t k[2], stride[2], pad[2], dil[2];
@@ -90,8 +111,11 @@ static int l_max_pool2d(lua_State *L) {
   return acqL_done(L, r);
 }
 
-/* acq.avg_pool2d(x, kernel [, {stride = kernel, padding, ceil_mode,
- * count_include_pad = true}]) */
+/***
+ * acq.avg_pool2d(x, kernel [, {stride = kernel, padding, ceil_mode,
+ * count_include_pad = true}])
+ * @function avg_pool2d
+ */
 static int l_avg_pool2d(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1);
   int64_t k[2], stride[2], pad[2];
@@ -118,7 +142,15 @@ static int adaptive(lua_State *L, int is_max) {
     return acqL_fail(L, is_max ? "adaptive_max_pool2d" : "adaptive_avg_pool2d", &st);
   return acqL_done(L, r);
 }
+/***
+ * acq.adaptive_avg_pool2d(x [N, C, H, W], size) -> [N, C, h, w] averages (size n or {h, w}).
+ * @function adaptive_avg_pool2d
+ */
 static int l_adaptive_avg_pool2d(lua_State *L) { return adaptive(L, 0); }
+/***
+ * acq.adaptive_max_pool2d(x [N, C, H, W], size) -> [N, C, h, w] maxima (size n or {h, w}).
+ * @function adaptive_max_pool2d
+ */
 static int l_adaptive_max_pool2d(lua_State *L) { return adaptive(L, 1); }
 
 /* acq.upsample_nearest2d(x, size) and acq.upsample_bilinear2d(x, size)
@@ -134,7 +166,15 @@ static int upsample(lua_State *L, int bilinear) {
   if (rc) return acqL_fail(L, bilinear ? "upsample_bilinear2d" : "upsample_nearest2d", &st);
   return acqL_done(L, r);
 }
+/***
+ * acq.upsample_nearest2d(x [N, C, H, W], size) -> nearest-neighbour resize to size (n or {h, w}).
+ * @function upsample_nearest2d
+ */
 static int l_upsample_nearest2d(lua_State *L) { return upsample(L, 0); }
+/***
+ * acq.upsample_bilinear2d(x [N, C, H, W], size) -> bilinear resize to size (n or {h, w}, corners not aligned).
+ * @function upsample_bilinear2d
+ */
 static int l_upsample_bilinear2d(lua_State *L) { return upsample(L, 1); }
 
 static int softmax(lua_State *L, int log) {
@@ -145,10 +185,21 @@ static int softmax(lua_State *L, int log) {
   if (atc_softmax(&st, x, dim, log, &r->h)) return acqL_fail(L, log ? "log_softmax" : "softmax", &st);
   return acqL_done(L, r);
 }
+/***
+ * t:softmax(dim) / acq.softmax(t, dim) -> softmax along dim (0-based).
+ * @function softmax
+ */
 static int l_softmax(lua_State *L) { return softmax(L, 0); }
+/***
+ * t:log_softmax(dim) / acq.log_softmax(t, dim) -> log-softmax along dim, computed stably.
+ * @function log_softmax
+ */
 static int l_log_softmax(lua_State *L) { return softmax(L, 1); }
 
-/* acq.embedding(weight [V,D], indices) */
+/***
+ * acq.embedding(weight [V,D], indices)
+ * @function embedding
+ */
 static int l_embedding(lua_State *L) {
   atc_tensor *w = acqL_checktensor(L, 1), *i = acqL_checktensor(L, 2);
   atc_status st;
@@ -157,6 +208,10 @@ static int l_embedding(lua_State *L) {
   return acqL_done(L, r);
 }
 
+/***
+ * t:one_hot([n]) / acq.one_hot(t, n) -> int64 one-hot vectors of the int64 indices t (n classes; default max + 1).
+ * @function one_hot
+ */
 static int l_one_hot(lua_State *L) {
   atc_tensor *i = acqL_checktensor(L, 1);
   int64_t n = luaL_optinteger(L, 2, -1);

@@ -1,5 +1,7 @@
-/*
+/***
  * l_optim.c -- acq.Optimizer userdata: Adam and SGD over a list of tensors.
+ *
+ * @module acq.core.optim
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,10 @@ static atc_optim *checkoptim(lua_State *L, int idx) {
   return b->o;
 }
 
+/***
+ * opt:free() -> releases the optimizer and its state at once (also its __gc and __close); using it afterwards is an error.
+ * @function free
+ */
 static int l_optim_free(lua_State *L) {
   Optim *b = (Optim *)luaL_checkudata(L, 1, ACQ_OPTIM_MT);
   atc_optim *o = b->o;
@@ -31,8 +37,11 @@ static Optim *newbox(lua_State *L) {
   return b;
 }
 
-/* acq.adam(params, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8,
- *                   weight_decay = 0}) */
+/***
+ * acq.adam(params, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8,
+ * weight_decay = 0})
+ * @function adam
+ */
 static int l_adam(lua_State *L) {
   int n;
   lua_settop(L, 2); /* options at 2 (maybe nil); the parameter array above */
@@ -59,8 +68,11 @@ static int l_adam(lua_State *L) {
   return 1;
 }
 
-/* acq.sgd(params, {lr, momentum = 0, dampening = 0, weight_decay = 0,
- *                  nesterov = false}) */
+/***
+ * acq.sgd(params, {lr, momentum = 0, dampening = 0, weight_decay = 0,
+ * nesterov = false})
+ * @function sgd
+ */
 static int l_sgd(lua_State *L) {
   int n;
   lua_settop(L, 2);
@@ -80,13 +92,20 @@ static int l_sgd(lua_State *L) {
   return 1;
 }
 
+/***
+ * opt:step() -> one update of every parameter from its gradient (PyTorch's rule for Adam or SGD); parameters without a gradient are skipped.
+ * @function step
+ */
 static int l_step(lua_State *L) {
   atc_status st;
   if (atc_optim_step(&st, checkoptim(L, 1))) return acqL_fail(L, "step", &st);
   return 0;
 }
 
-/* opt:zero_grad([set_to_none = false]) */
+/***
+ * opt:zero_grad([set_to_none = false])
+ * @function zero_grad
+ */
 static int l_zero_grad(lua_State *L) {
   atc_status st;
   if (atc_optim_zero_grad(&st, checkoptim(L, 1), lua_toboolean(L, 2)))
@@ -94,7 +113,10 @@ static int l_zero_grad(lua_State *L) {
   return 0;
 }
 
-/* opt:lr() -> current; opt:lr(v) sets it */
+/***
+ * opt:lr() -> current; opt:lr(v) sets it
+ * @function lr
+ */
 static int l_lr(lua_State *L) {
   atc_optim *o = checkoptim(L, 1);
   if (!lua_isnoneornil(L, 2)) {
@@ -106,6 +128,10 @@ static int l_lr(lua_State *L) {
   return 1;
 }
 
+/***
+ * opt:nparams() -> the number of parameter tensors the optimizer updates.
+ * @function nparams
+ */
 static int l_nparams(lua_State *L) {
   lua_pushinteger(L, atc_optim_nparams(checkoptim(L, 1)));
   return 1;
@@ -116,8 +142,11 @@ static const char *slot_name(atc_optim *o, int k) {
   return "momentum_buffer";
 }
 
-/* opt:state_dict() -> name -> tensor: "<slot>.<i>" (i counts parameters
- * from 0; absent before the first step), "step" [n] int64, "lr" f64 [] */
+/***
+ * opt:state_dict() -> name -> tensor: "<slot>.<i>" (i counts parameters
+ * from 0; absent before the first step), "step" [n] int64, "lr" f64 []
+ * @function state_dict
+ */
 static int l_state_dict(lua_State *L) {
   atc_optim *o = checkoptim(L, 1);
   int n = atc_optim_nparams(o), ns = atc_optim_nslots(o);
@@ -153,7 +182,10 @@ static int l_state_dict(lua_State *L) {
   return 1;
 }
 
-/* opt:load_state_dict(t): the inverse; checks every entry before setting any. */
+/***
+ * opt:load_state_dict(t): the inverse; checks every entry before setting any.
+ * @function load_state_dict
+ */
 static int l_load_state_dict(lua_State *L) {
   atc_optim *o = checkoptim(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);

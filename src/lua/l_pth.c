@@ -1,4 +1,4 @@
-/*
+/***
  * l_pth.c -- PyTorch's torch.save files from Lua (src/torch/atc_pickle.cpp).
  *
  *   acq.pth.load(path) -> tensors (name -> Tensor), names (list, file order),
@@ -10,6 +10,8 @@
  * The file's bytes are a Lua string (acq.read_file's reader) and the shim's
  * list lives in a userdata closed by __gc, so a failure at any point leaks
  * nothing and returns nothing half-loaded.
+ *
+ * @module acq.core.pth
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,10 @@ static int named_gc(lua_State *L) {
   return 0;
 }
 
+/***
+ * acq.pth.load(path) -> tensors (name -> Tensor), metadata: a torch.save file (zip or legacy) read without executing any pickle code; only tensors, containers and the globals a state dict uses are accepted, nesting deeper than 1,000 levels is refused.
+ * @function load
+ */
 static int l_pth_load(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   lua_settop(L, 1);
@@ -52,6 +58,10 @@ static int l_pth_load(lua_State *L) {
   return 3;
 }
 
+/***
+ * acq.pth.save(path, tensors) -> writes name -> Tensor as a torch.save state dict that PyTorch's torch.load reads.
+ * @function save
+ */
 static int l_pth_save(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);

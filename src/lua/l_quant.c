@@ -1,8 +1,10 @@
-/*
+/***
  * l_quant.c -- the fake quantizers from Lua: the quantizer methods of a
  * layer (m:set_quant, quant_state, act_bounds, set_act_bounds,
  * weight_codes; the rules live in src/quant/qmodule.c) and acq.core.quant
  * (fake_quantize, codes, bounds, check_bits).
+ *
+ * @module acq.core.quant
  */
 #include "acqL.h"
 #include "qmodule.h"
@@ -22,8 +24,11 @@ static int checkbits(lua_State *L, int idx, const char *op) {
   return bits;
 }
 
-/* m:set_quant({weight_bits = 4, act_bits = 4, ema = 0}) on a conv2d or
- * linear layer; a width of nil or 32 removes that quantizer. */
+/***
+ * m:set_quant({weight_bits = 4, act_bits = 4, ema = 0}) on a conv2d or
+ * linear layer; a width of nil or 32 removes that quantizer.
+ * @function set_quant
+ */
 static int l_set_quant(lua_State *L) {
   acq_module *m = checkaffine(L, 1, "set_quant");
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -35,11 +40,14 @@ static int l_set_quant(lua_State *L) {
   return 1;
 }
 
-/* m:quant_state("calibrate" | "frozen" | "off"): every quantizer below m.
+/***
+ * m:quant_state("calibrate" | "frozen" | "off"): every quantizer below m.
  * calibrate: activation bounds follow the running min/max (or EMA) of
  * the inputs, which are quantized with the updated bounds; frozen: bounds
  * fixed; off: full precision. Weight bounds are always those of the
- * current weight. */
+ * current weight.
+ * @function quant_state
+ */
 static int l_quant_state(lua_State *L) {
   acq_module *m = acqL_checkmodule(L, 1);
   static const char *const names[] = {"calibrate", "frozen", "off", NULL};
@@ -75,9 +83,12 @@ static int bounds_visit(acq_module *m, const char *path, void *ud) {
   return 0;
 }
 
-/* m:act_bounds() -> list of {name, bits, batches, lo, hi} for every
+/***
+ * m:act_bounds() -> list of {name, bits, batches, lo, hi} for every
  * activation quantizer below m, in module order (lo, hi: 0-d tensors, nil
- * before calibration). */
+ * before calibration).
+ * @function act_bounds
+ */
 static int l_act_bounds(lua_State *L) {
   acq_module *m = acqL_checkmodule(L, 1);
   lua_settop(L, 1);
@@ -87,8 +98,11 @@ static int l_act_bounds(lua_State *L) {
   return 1;
 }
 
-/* m:set_act_bounds(lo, hi): freezes this layer's input bounds (numbers or
- * 0-d tensors), as when reading an exported model back. */
+/***
+ * m:set_act_bounds(lo, hi): freezes this layer's input bounds (numbers or
+ * 0-d tensors), as when reading an exported model back.
+ * @function set_act_bounds
+ */
 static int l_set_act_bounds(lua_State *L) {
   acq_module *m = checkaffine(L, 1, "set_act_bounds");
   atc_status st;
@@ -111,8 +125,11 @@ static int l_set_act_bounds(lua_State *L) {
   return 1;
 }
 
-/* m:weight_codes() -> codes (int64), scale, offset of this layer's weight,
- * eq. (1): weight ~= (codes + offset) * scale. */
+/***
+ * m:weight_codes() -> codes (int64), scale, offset of this layer's weight,
+ * eq. (1): weight ~= (codes + offset) * scale.
+ * @function weight_codes
+ */
 static int l_weight_codes(lua_State *L) {
   acq_module *m = checkaffine(L, 1, "weight_codes");
   if (!m->wq) return luaL_error(L, "weight_codes: this layer's weight is not quantized");
@@ -126,7 +143,10 @@ static int l_weight_codes(lua_State *L) {
   return 3;
 }
 
-/* acq.quant.fake_quantize(x, lo, hi, bits) -- eqs. (1)-(2), straight-through */
+/***
+ * acq.quant.fake_quantize(x, lo, hi, bits) -- eqs. (1)-(2), straight-through
+ * @function fake_quantize
+ */
 static int l_fake_quantize(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1), *lo = acqL_checktensor(L, 2), *hi = acqL_checktensor(L, 3);
   int bits = checkbits(L, 4, "fake_quantize");
@@ -136,7 +156,10 @@ static int l_fake_quantize(lua_State *L) {
   return acqL_done(L, r);
 }
 
-/* acq.quant.codes(x, lo, hi, bits) -> codes, scale, offset */
+/***
+ * acq.quant.codes(x, lo, hi, bits) -> codes, scale, offset
+ * @function codes
+ */
 static int l_codes(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1), *lo = acqL_checktensor(L, 2), *hi = acqL_checktensor(L, 3);
   int bits = checkbits(L, 4, "codes");
@@ -149,8 +172,11 @@ static int l_codes(lua_State *L) {
   return 3;
 }
 
-/* acq.quant.bounds(x, per_channel) -> lo, hi (per output channel [C,1,..],
- * or 0-d for the whole tensor) */
+/***
+ * acq.quant.bounds(x, per_channel) -> lo, hi (per output channel [C,1,..],
+ * or 0-d for the whole tensor)
+ * @function bounds
+ */
 static int l_bounds(lua_State *L) {
   atc_tensor *x = acqL_checktensor(L, 1);
   int pc = lua_toboolean(L, 2);
@@ -162,7 +188,10 @@ static int l_bounds(lua_State *L) {
   return 2;
 }
 
-/* acq.quant.check_bits(n) -> n, or the error every width check gives */
+/***
+ * acq.quant.check_bits(n) -> n, or the error every width check gives
+ * @function check_bits
+ */
 static int l_check_bits(lua_State *L) {
   lua_pushinteger(L, checkbits(L, 1, "check_bits"));
   return 1;

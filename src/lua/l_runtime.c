@@ -1,5 +1,7 @@
-/*
+/***
  * l_runtime.c -- seeds, generators, threads, devices and the memory report.
+ *
+ * @module acq.core.runtime
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -23,12 +25,20 @@ static uint64_t checkseed(lua_State *L, int idx) {
   return (uint64_t)s;
 }
 
+/***
+ * acq.manual_seed(n) -> seeds the default generator (as torch.manual_seed).
+ * @function manual_seed
+ */
 static int l_manual_seed(lua_State *L) {
   atc_status st;
   if (atc_manual_seed(&st, checkseed(L, 1))) return acqL_fail(L, "manual_seed", &st);
   return 0;
 }
 
+/***
+ * g:free() -> releases generator g at once (also its __gc and __close).
+ * @function free
+ */
 static int l_generator_free(lua_State *L) {
   atc_generator **p = (atc_generator **)luaL_checkudata(L, 1, ACQ_GENERATOR_MT);
   atc_generator *g = *p;
@@ -37,8 +47,11 @@ static int l_generator_free(lua_State *L) {
   return 0;
 }
 
-/* acq.generator(seed [, device = "cpu"]): pass as opts.generator to randn,
- * rand and randint. */
+/***
+ * acq.generator(seed [, device = "cpu"]): pass as opts.generator to randn,
+ * rand and randint.
+ * @function generator
+ */
 static int l_generator(lua_State *L) {
   uint64_t seed = checkseed(L, 1);
   atc_device dev = {ATC_CPU, -1};
@@ -59,6 +72,10 @@ static atc_generator *checkgen(lua_State *L, int idx) {
   return *p;
 }
 
+/***
+ * g:seed(n) -> re-seeds generator g.
+ * @function seed
+ */
 static int l_generator_seed(lua_State *L) {
   atc_generator *g = checkgen(L, 1);
   atc_status st;
@@ -81,27 +98,52 @@ static int set_state(lua_State *L, atc_generator *g, int idx, const char *op) {
   return 0;
 }
 
-/* g:state() / g:set_state(t) and acq.rng_state() / acq.set_rng_state(t) */
+/***
+ * g:state() / g:set_state(t) and acq.rng_state() / acq.set_rng_state(t)
+ * @function state
+ */
 static int l_state(lua_State *L) { return get_state(L, checkgen(L, 1), "state"); }
+/***
+ * g:set_state(t) -> restores generator g from a state g:state() returned.
+ * @function set_state
+ */
 static int l_set_state(lua_State *L) { return set_state(L, checkgen(L, 1), 2, "set_state"); }
+/***
+ * acq.rng_state() -> the default generator's whole state as a u8 tensor (for checkpoints).
+ * @function rng_state
+ */
 static int l_rng_state(lua_State *L) { return get_state(L, NULL, "rng_state"); }
+/***
+ * acq.set_rng_state(t) -> restores the default generator from a state acq.rng_state() returned.
+ * @function set_rng_state
+ */
 static int l_set_rng_state(lua_State *L) { return set_state(L, NULL, 1, "set_rng_state"); }
 
+/***
+ * acq.set_num_threads(n) -> ATen's intra-op thread count (the recipes' --threads).
+ * @function set_num_threads
+ */
 static int l_set_num_threads(lua_State *L) {
   atc_status st;
   if (atc_set_num_threads(&st, (int)luaL_checkinteger(L, 1))) return acqL_fail(L, "set_num_threads", &st);
   return 0;
 }
 
-/* acq.set_channels_last(on) -> previous setting (see atc_set_channels_last) */
+/***
+ * acq.set_channels_last(on) -> previous setting (see atc_set_channels_last)
+ * @function set_channels_last
+ */
 static int l_set_channels_last(lua_State *L) {
   luaL_checkany(L, 1);
   lua_pushboolean(L, atc_set_channels_last(lua_toboolean(L, 1)));
   return 1;
 }
 
-/* acq.set_blas_threads([n]) -> OpenBLAS's previous thread count, or nil when
- * the BLAS is not OpenBLAS; without n it only reads it */
+/***
+ * acq.set_blas_threads([n]) -> OpenBLAS's previous thread count, or nil when
+ * the BLAS is not OpenBLAS; without n it only reads it
+ * @function set_blas_threads
+ */
 static int l_set_blas_threads(lua_State *L) {
   int n = (int)luaL_optinteger(L, 1, 0);
   if (lua_gettop(L) >= 1 && n < 1) return luaL_error(L, "set_blas_threads: need at least 1 thread, got %d", n);
@@ -111,23 +153,38 @@ static int l_set_blas_threads(lua_State *L) {
   return 1;
 }
 
+/***
+ * acq.num_threads() -> ATen's intra-op thread count.
+ * @function num_threads
+ */
 static int l_num_threads(lua_State *L) {
   lua_pushinteger(L, atc_num_threads());
   return 1;
 }
 
+/***
+ * acq.cuda_device_count() -> the number of CUDA devices (0 on a CPU build).
+ * @function cuda_device_count
+ */
 static int l_cuda_device_count(lua_State *L) {
   lua_pushinteger(L, atc_cuda_device_count());
   return 1;
 }
 
+/***
+ * acq.cuda_is_available() -> true when a CUDA device can be used.
+ * @function cuda_is_available
+ */
 static int l_cuda_is_available(lua_State *L) {
   lua_pushboolean(L, atc_cuda_device_count() > 0);
   return 1;
 }
 
-/* acq.memory() -> {tensors, bytes, peak_bytes, collections}: the tensors
- * held by Lua in this state (bytes = numel * itemsize of each). */
+/***
+ * acq.memory() -> {tensors, bytes, peak_bytes, collections}: the tensors
+ * held by Lua in this state (bytes = numel * itemsize of each).
+ * @function memory
+ */
 static int l_memory(lua_State *L) {
   acqL_Memory *m = acqL_memory(L);
   lua_createtable(L, 0, 4);
@@ -152,12 +209,15 @@ static int l_memory(lua_State *L) {
   return 1;
 }
 
-/* acq.trim_memory() -> true when memory went back to the system. Hands the
+/***
+ * acq.trim_memory() -> true when memory went back to the system. Hands the
  * malloc heap's free pages back (malloc_trim: the top of the heap and the
  * free pages inside it, in every arena). acqlua keeps freed heap between
  * iterations (see runtime/acqlua.c), which saves page faults but lets
  * fragmentation raise the resident size step by step over a long run;
- * the runner calls this every 100 iterations. A no-op without glibc. */
+ * the runner calls this every 100 iterations. A no-op without glibc.
+ * @function trim_memory
+ */
 static int l_trim_memory(lua_State *L) {
 #ifdef __GLIBC__
   lua_pushboolean(L, malloc_trim(0));
@@ -167,13 +227,20 @@ static int l_trim_memory(lua_State *L) {
   return 1;
 }
 
+/***
+ * acq.torch_version() -> the version of the libtorch acq was built against, e.g. "1.13.1".
+ * @function torch_version
+ */
 static int l_torch_version(lua_State *L) {
   lua_pushstring(L, atc_version());
   return 1;
 }
 
-/* acq.clock() -> seconds of a monotonic wall clock (for timings and ETAs;
- * os.clock is CPU time, summed over threads). */
+/***
+ * acq.clock() -> seconds of a monotonic wall clock (for timings and ETAs;
+ * os.clock is CPU time, summed over threads).
+ * @function clock
+ */
 static int l_clock(lua_State *L) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -181,8 +248,11 @@ static int l_clock(lua_State *L) {
   return 1;
 }
 
-/* acq.isatty(fd = 1) -> true when the descriptor is a terminal (progress
- * bars redraw in place there and print plain lines otherwise). */
+/***
+ * acq.isatty(fd = 1) -> true when the descriptor is a terminal (progress
+ * bars redraw in place there and print plain lines otherwise).
+ * @function isatty
+ */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
   return 1;
@@ -210,7 +280,10 @@ static void on_signal(int sig) {
   pending = sig;
 }
 
-/* acq.catch_interrupts() */
+/***
+ * acq.catch_interrupts()
+ * @function catch_interrupts
+ */
 static int l_catch_interrupts(lua_State *L) {
   (void)L;
   if (catching) return 0;
@@ -224,7 +297,10 @@ static int l_catch_interrupts(lua_State *L) {
   return 0;
 }
 
-/* acq.release_interrupts() */
+/***
+ * acq.release_interrupts()
+ * @function release_interrupts
+ */
 static int l_release_interrupts(lua_State *L) {
   (void)L;
   if (!catching) return 0;
@@ -234,8 +310,11 @@ static int l_release_interrupts(lua_State *L) {
   return 0;
 }
 
-/* acq.interrupted() -> false, or the signal's name ("SIGINT", "SIGTERM")
- * when one arrived since catch_interrupts. */
+/***
+ * acq.interrupted() -> false, or the signal's name ("SIGINT", "SIGTERM")
+ * when one arrived since catch_interrupts.
+ * @function interrupted
+ */
 static int l_interrupted(lua_State *L) {
   int sig = pending;
   if (!sig) lua_pushboolean(L, 0);
@@ -243,7 +322,10 @@ static int l_interrupted(lua_State *L) {
   return 1;
 }
 
-/* acq.cpu_count() -> the number of online processors. */
+/***
+ * acq.cpu_count() -> the number of online processors.
+ * @function cpu_count
+ */
 static int l_cpu_count(lua_State *L) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   lua_pushinteger(L, n > 0 ? n : 1);
@@ -267,12 +349,15 @@ static int lock_release(lua_State *L) {
   return 0;
 }
 
-/* acq.lock(path) -> lock | nil, holder
+/***
+ * acq.lock(path) -> lock | nil, holder
  * Takes an exclusive flock on path (created if needed) without waiting and
  * writes this process's pid into it. When another process holds it: nil and
  * the holder's pid as written in the file. The lock lasts until lock:release(),
  * its collection or the process's end (the kernel releases it even after
- * kill -9). */
+ * kill -9).
+ * @function lock
+ */
 static int l_lock(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   Lock *k = lua_newuserdatauv(L, sizeof *k, 0);
@@ -322,8 +407,11 @@ static int l_lock(lua_State *L) {
   return 1;
 }
 
-/* acq.is_regular_file(path) -> true | false, what it is ("a directory",
- * "a FIFO", "a device", ... or the error) without opening it. */
+/***
+ * acq.is_regular_file(path) -> true | false, what it is ("a directory",
+ * "a FIFO", "a device", ... or the error) without opening it.
+ * @function is_regular_file
+ */
 static int l_is_regular_file(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   struct stat sb;

@@ -1,16 +1,21 @@
-/*
+/***
  * l_strategy.c -- the C pieces of the training strategies and variants:
  * AIT's inundation factor search (acq.core.quant.inundation_factor,
  * level_change_share) and the fixed 2-D sinusoidal position encoding
  * (acq.core.sincos2d). Registered after l_module.c made acq.core.quant.
+ *
+ * @module acq.core.strategy
  */
 #include "acqL.h"
 #include "inundation.h"
 #include "posenc.h"
 
-/* acq.quant.level_change_share(w, d, bits, {per_channel = true, alpha = 1})
- *   -> the share of w's weight-quantizer levels that change when w moves by
- *      alpha * d */
+/***
+ * acq.quant.level_change_share(w, d, bits, {per_channel = true, alpha = 1})
+ * -> the share of w's weight-quantizer levels that change when w moves by
+ * alpha * d
+ * @function level_change_share
+ */
 static int l_level_change_share(lua_State *L) {
   atc_tensor *w = acqL_checktensor(L, 1), *d = acqL_checktensor(L, 2);
   int bits = (int)luaL_checkinteger(L, 3);
@@ -27,10 +32,13 @@ static int l_level_change_share(lua_State *L) {
   return 1;
 }
 
-/* acq.quant.inundation_factor(w, d, bits, {threshold = 1e-3, per_channel = true,
- *                             bisections = 5, max_doublings = 30}) -> alpha, share
+/***
+ * acq.quant.inundation_factor(w, d, bits, {threshold = 1e-3, per_channel = true,
+ * bisections = 5, max_doublings = 30}) -> alpha, share
  * AIT's search: alpha doubled from 1 until the share of changed levels
- * reaches threshold, then `bisections` bisection steps (inundation.h). */
+ * reaches threshold, then `bisections` bisection steps (inundation.h).
+ * @function inundation_factor
+ */
 static int l_inundation_factor(lua_State *L) {
   atc_tensor *w = acqL_checktensor(L, 1), *d = acqL_checktensor(L, 2);
   int bits = (int)luaL_checkinteger(L, 3);
@@ -53,8 +61,11 @@ static int l_inundation_factor(lua_State *L) {
   return 2;
 }
 
-/* acq.sincos2d(p [N] int64, h, w, dim, {dtype = "f32"}) -> [N, dim]: the 2-D
- * sinusoidal encoding of cell p of an h x w grid (posenc.h) */
+/***
+ * acq.sincos2d(p [N] int64, h, w, dim, {dtype = "f32"}) -> [N, dim]: the 2-D
+ * sinusoidal encoding of cell p of an h x w grid (posenc.h)
+ * @function sincos2d
+ */
 static int l_sincos2d(lua_State *L) {
   atc_tensor *p = acqL_checktensor(L, 1);
   int64_t h = luaL_checkinteger(L, 2), w = luaL_checkinteger(L, 3), dim = luaL_checkinteger(L, 4);

@@ -1,9 +1,11 @@
-/*
+/***
  * l_tensor.c -- the acq.Tensor userdata: lifecycle (the liolib file-handle
  * model), metadata, reading values back, printing, dtype/device and shape
  * operations. Creation (acq.zeros, acq.tensor, ...) is l_create.c; the
  * helpers every binding file shares (boxing, memory accounting, argument
  * checks) are acqL_aux.c.
+ *
+ * @module acq.core.tensor
  */
 #include "acqL.h"
 
@@ -11,7 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 
-/* __gc == __close == :free(). Idempotent: clears the handle first. */
+/***
+ * __gc == __close == :free(). Idempotent: clears the handle first.
+ * @function free
+ */
 static int l_tensor_free(lua_State *L) {
   acqL_Tensor *b = (acqL_Tensor *)luaL_checkudata(L, 1, ACQ_TENSOR_MT);
   atc_tensor *h = b->h;
@@ -33,6 +38,10 @@ static void meta(lua_State *L, int idx, atc_meta *m) {
   if (atc_tensor_meta(&st, acqL_checktensor(L, idx), m)) acqL_fail(L, "tensor", &st);
 }
 
+/***
+ * t:shape() -> the sizes as a Lua list, e.g. {2, 3}.
+ * @function shape
+ */
 static int l_shape(lua_State *L) {
   atc_meta m;
   meta(L, 1, &m);
@@ -44,7 +53,10 @@ static int l_shape(lua_State *L) {
   return 1;
 }
 
-/* t:size() -> the shape table; t:size(d) -> the size of dimension d. */
+/***
+ * t:size() -> the shape table; t:size(d) -> the size of dimension d.
+ * @function size
+ */
 static int l_size(lua_State *L) {
   atc_meta m;
   if (lua_isnoneornil(L, 2)) return l_shape(L);
@@ -57,6 +69,10 @@ static int l_size(lua_State *L) {
   return 1;
 }
 
+/***
+ * t:dim() -> the number of dimensions.
+ * @function dim
+ */
 static int l_dim(lua_State *L) {
   atc_meta m;
   meta(L, 1, &m);
@@ -64,6 +80,10 @@ static int l_dim(lua_State *L) {
   return 1;
 }
 
+/***
+ * t:numel() -> the number of elements.
+ * @function numel
+ */
 static int l_numel(lua_State *L) {
   atc_meta m;
   meta(L, 1, &m);
@@ -71,6 +91,10 @@ static int l_numel(lua_State *L) {
   return 1;
 }
 
+/***
+ * t:dtype() -> "f32", "f64", "i64", "i32", "u8", "bool", "f16" or "bf16".
+ * @function dtype
+ */
 static int l_dtype(lua_State *L) {
   atc_meta m;
   meta(L, 1, &m);
@@ -78,6 +102,10 @@ static int l_dtype(lua_State *L) {
   return 1;
 }
 
+/***
+ * t:device() -> "cpu" or "cuda:N".
+ * @function device
+ */
 static int l_device(lua_State *L) {
   atc_meta m;
   char buf[32];
@@ -87,6 +115,10 @@ static int l_device(lua_State *L) {
   return 1;
 }
 
+/***
+ * t:nbytes() -> numel times the element size (what the collector's accounting counts).
+ * @function nbytes
+ */
 static int l_nbytes(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)atc_tensor_nbytes(acqL_checktensor(L, 1)));
   return 1;
@@ -98,6 +130,10 @@ static void push_scalar(lua_State *L, atc_scalar s, int is_bool) {
   else lua_pushnumber(L, (lua_Number)s.d);
 }
 
+/***
+ * t:item() -> the value of a one-element tensor as a Lua number (integer for integer dtypes) or boolean.
+ * @function item
+ */
 static int l_item(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   atc_status st;
@@ -143,8 +179,11 @@ static int64_t build_table(lua_State *L, const atc_meta *m, int depth, const voi
   return k;
 }
 
-/* t:totable(): nested Lua tables (1-based, as Lua tables are); a 0-d tensor
- * gives its value. */
+/***
+ * t:totable(): nested Lua tables (1-based, as Lua tables are); a 0-d tensor
+ * gives its value.
+ * @function totable
+ */
 static int l_totable(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   atc_meta m;
@@ -242,7 +281,10 @@ static int l_tostring(lua_State *L) {
 
 /* ---- dtype and device --------------------------------------------------- */
 
-/* t:to(dtype) | t:to(device) | t:to{dtype=, device=} */
+/***
+ * t:to(dtype) | t:to(device) | t:to{dtype=, device=}
+ * @function to
+ */
 static int l_to(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   atc_meta m;
@@ -271,9 +313,25 @@ static int to_dtype(lua_State *L, atc_dtype dt) {
   if (atc_to_dtype(&st, t, dt, &b->h)) return acqL_fail(L, "to", &st);
   return acqL_done(L, b);
 }
+/***
+ * t:float() -> t as f32 (t itself when it already is).
+ * @function float
+ */
 static int l_float(lua_State *L) { return to_dtype(L, ATC_F32); }
+/***
+ * t:double() -> t as f64.
+ * @function double
+ */
 static int l_double(lua_State *L) { return to_dtype(L, ATC_F64); }
+/***
+ * t:long() -> t as i64.
+ * @function long
+ */
 static int l_long(lua_State *L) { return to_dtype(L, ATC_I64); }
+/***
+ * t:bool() -> t as bool.
+ * @function bool
+ */
 static int l_bool(lua_State *L) { return to_dtype(L, ATC_BOOL); }
 
 static int to_device(lua_State *L, atc_device dev) {
@@ -283,10 +341,18 @@ static int to_device(lua_State *L, atc_device dev) {
   if (atc_to_device(&st, t, dev, &b->h)) return acqL_fail(L, "to", &st);
   return acqL_done(L, b);
 }
+/***
+ * t:cpu() -> t on the CPU.
+ * @function cpu
+ */
 static int l_cpu(lua_State *L) {
   atc_device d = {ATC_CPU, -1};
   return to_device(L, d);
 }
+/***
+ * t:cuda([n = 0]) -> t on CUDA device n; an error on a build or machine without CUDA.
+ * @function cuda
+ */
 static int l_cuda(lua_State *L) {
   atc_device d = {ATC_CUDA, (int32_t)luaL_optinteger(L, 2, -1)};
   return to_device(L, d);
@@ -306,13 +372,41 @@ static int with_sizes(lua_State *L, sizes_fn fn, const char *op) {
   if (fn(&st, t, sizes, nd, &b->h)) return acqL_fail(L, op, &st);
   return acqL_done(L, b);
 }
+/***
+ * t:view(sizes... or {sizes}) -> a view of t with other sizes (one may be -1); t must be contiguous enough, as torch.view.
+ * @function view
+ */
 static int l_view(lua_State *L) { return with_sizes(L, atc_view, "view"); }
+/***
+ * t:reshape(sizes...) -> t with other sizes, a view when possible, a copy otherwise.
+ * @function reshape
+ */
 static int l_reshape(lua_State *L) { return with_sizes(L, atc_reshape, "reshape"); }
+/***
+ * t:permute(dims...) -> a view with the dimensions reordered (0-based).
+ * @function permute
+ */
 static int l_permute(lua_State *L) { return with_sizes(L, atc_permute, "permute"); }
+/***
+ * t:expand(sizes...) -> a broadcast view (size -1 keeps a dimension).
+ * @function expand
+ */
 static int l_expand(lua_State *L) { return with_sizes(L, atc_expand, "expand"); }
+/***
+ * t:repeat_(times...) -> t tiled times[i] along each dimension (torch.repeat).
+ * @function repeat_
+ */
 static int l_repeat(lua_State *L) { return with_sizes(L, atc_repeat, "repeat"); }
+/***
+ * t:flip(dims...) -> a copy reversed along the given dimensions.
+ * @function flip
+ */
 static int l_flip(lua_State *L) { return with_sizes(L, atc_flip, "flip"); }
 
+/***
+ * t:transpose(d0, d1) -> a view with dimensions d0 and d1 swapped.
+ * @function transpose
+ */
 static int l_transpose(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   int64_t d0 = luaL_optinteger(L, 2, 0), d1 = luaL_optinteger(L, 3, 1);
@@ -322,6 +416,10 @@ static int l_transpose(lua_State *L) {
   return acqL_done(L, b);
 }
 
+/***
+ * t:squeeze([dim]) -> t without its size-1 dimensions (or only dim).
+ * @function squeeze
+ */
 static int l_squeeze(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   int all = lua_isnoneornil(L, 2);
@@ -332,6 +430,10 @@ static int l_squeeze(lua_State *L) {
   return acqL_done(L, b);
 }
 
+/***
+ * t:unsqueeze(dim) -> a view with a size-1 dimension inserted at dim.
+ * @function unsqueeze
+ */
 static int l_unsqueeze(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   int64_t d = luaL_checkinteger(L, 2);
@@ -341,6 +443,10 @@ static int l_unsqueeze(lua_State *L) {
   return acqL_done(L, b);
 }
 
+/***
+ * t:flatten([start = 0 [, end = -1]]) -> the dimensions start..end merged into one.
+ * @function flatten
+ */
 static int l_flatten(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   int64_t s = luaL_optinteger(L, 2, 0), e = luaL_optinteger(L, 3, -1);
@@ -358,7 +464,15 @@ static int with_tensor(lua_State *L, unary_fn fn, const char *op) {
   if (fn(&st, t, &b->h)) return acqL_fail(L, op, &st);
   return acqL_done(L, b);
 }
+/***
+ * t:contiguous() -> t in row-major memory order (t itself when it already is).
+ * @function contiguous
+ */
 static int l_contiguous(lua_State *L) { return with_tensor(L, atc_contiguous, "contiguous"); }
+/***
+ * t:clone() -> a copy of t with storage of its own (on the autograd graph).
+ * @function clone
+ */
 static int l_clone(lua_State *L) { return with_tensor(L, atc_clone, "clone"); }
 
 atc_tensor **acqL_checktensorlist(lua_State *L, int idx, int *n, const char *what) {
@@ -394,9 +508,21 @@ static int with_list(lua_State *L, list_fn fn, const char *op) {
   if (fn(&st, (const atc_tensor *const *)v, n, dim, &b->h)) return acqL_fail(L, op, &st);
   return acqL_done(L, b);
 }
+/***
+ * acq.cat({t1, t2, ...}, dim) -> the tensors joined along dim (0-based); their other sizes must match.
+ * @function cat
+ */
 static int l_cat(lua_State *L) { return with_list(L, atc_cat, "cat"); }
+/***
+ * acq.stack({t1, t2, ...}, dim) -> the tensors stacked along a new dimension dim.
+ * @function stack
+ */
 static int l_stack(lua_State *L) { return with_list(L, atc_stack, "stack"); }
 
+/***
+ * t:narrow(dim, start, length) -> a view of length elements of dim from start (0-based).
+ * @function narrow
+ */
 static int l_narrow(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   int64_t dim = luaL_checkinteger(L, 2), start = luaL_checkinteger(L, 3),
@@ -407,7 +533,10 @@ static int l_narrow(lua_State *L) {
   return acqL_done(L, b);
 }
 
-/* t:slice(dim, start, end [, step]): end exclusive, as Python's slices. */
+/***
+ * t:slice(dim, start, end [, step]): end exclusive, as Python's slices.
+ * @function slice
+ */
 static int l_slice(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   int64_t dim = luaL_checkinteger(L, 2), s = luaL_optinteger(L, 3, 0),
@@ -418,6 +547,10 @@ static int l_slice(lua_State *L) {
   return acqL_done(L, b);
 }
 
+/***
+ * t:select(dim, i) -> the view of index i (0-based) along dim, that dimension removed; t[i] is t:select(0, i).
+ * @function select
+ */
 static int l_select(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   int64_t dim = luaL_checkinteger(L, 2), i = luaL_checkinteger(L, 3);
@@ -437,10 +570,21 @@ static int with_index(lua_State *L, index_fn fn, const char *op) {
   if (fn(&st, t, dim, idx, &b->h)) return acqL_fail(L, op, &st);
   return acqL_done(L, b);
 }
+/***
+ * t:index_select(dim, idx) -> the entries of the int64 indices idx along dim (a copy).
+ * @function index_select
+ */
 static int l_index_select(lua_State *L) { return with_index(L, atc_index_select, "index_select"); }
+/***
+ * t:gather(dim, idx) -> torch.gather: out[i][j] = t[i][idx[i][j]] for dim 1.
+ * @function gather
+ */
 static int l_gather(lua_State *L) { return with_index(L, atc_gather, "gather"); }
 
-/* t:scatter(dim, index, src_tensor_or_number) */
+/***
+ * t:scatter(dim, index, src_tensor_or_number)
+ * @function scatter
+ */
 static int l_scatter(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   int64_t dim = luaL_checkinteger(L, 2);
@@ -460,6 +604,10 @@ static int l_scatter(lua_State *L) {
   return acqL_done(L, b);
 }
 
+/***
+ * t:masked_fill(mask, v) -> a copy of t with v where the bool tensor mask is true.
+ * @function masked_fill
+ */
 static int l_masked_fill(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   atc_tensor *mask = acqL_checktensor(L, 2);
@@ -470,7 +618,10 @@ static int l_masked_fill(lua_State *L) {
   return acqL_done(L, b);
 }
 
-/* acq.where(cond, a, b) */
+/***
+ * acq.where(cond, a, b)
+ * @function where
+ */
 static int l_where(lua_State *L) {
   atc_tensor *c = acqL_checktensor(L, 1), *a = acqL_checktensor(L, 2), *x = acqL_checktensor(L, 3);
   atc_status st;
@@ -481,6 +632,10 @@ static int l_where(lua_State *L) {
 
 /* ---- in place ----------------------------------------------------------- */
 
+/***
+ * t:copy_(src) -> t, with src's values copied in (broadcast, converted to t's dtype and device).
+ * @function copy_
+ */
 static int l_copy_(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1), *src = acqL_checktensor(L, 2);
   atc_status st;
@@ -489,6 +644,10 @@ static int l_copy_(lua_State *L) {
   return 1;
 }
 
+/***
+ * t:fill_(v) -> t, every element set to v.
+ * @function fill_
+ */
 static int l_fill_(lua_State *L) {
   atc_tensor *t = acqL_checktensor(L, 1);
   atc_scalar v = acqL_checkscalar(L, 2);
@@ -498,6 +657,10 @@ static int l_fill_(lua_State *L) {
   return 1;
 }
 
+/***
+ * t:zero_() -> t, every element set to 0.
+ * @function zero_
+ */
 static int l_zero_(lua_State *L) {
   lua_settop(L, 1);
   lua_pushinteger(L, 0);
