@@ -122,8 +122,7 @@ end
 local TRIM_EVERY = 100 -- iterations between acq.trim_memory() calls
 
 --- Starts iteration it: collects the last iteration's handles, sets the
--- learning rates from their schedules, freezes Q's bounds after warm-up,
--- runs the `before` hooks.
+-- learning rates from their schedules, runs the `before` hooks.
 function Alg:begin(it)
   -- collect the last iteration's tensor handles now: Lua sees each as a few
   -- bytes, so its collector leaves hundreds alive, and the heap they pin
@@ -145,14 +144,15 @@ function Alg:sampler_context(it, fixed, generator)
     prev = self.last_sample, fixed = fixed }
 end
 
-local function draw(sampler, ctx)
-  if type(sampler) == "table" then return sampler:draw(ctx) end
-  return sampler(ctx)
+--- A sample table from the sampler (a function, or a table with draw).
+function Alg:draw(ctx)
+  if type(self.sampler) == "table" then return self.sampler:draw(ctx) end
+  return self.sampler(ctx)
 end
 
 --- Step 1: a sample table {z1, z2, y, p, ...} from the sampler.
 function Alg:sample(it)
-  local b = draw(self.sampler, self:sampler_context(it))
+  local b = self:draw(self:sampler_context(it))
   if type(b) ~= "table" or not (b.z1 and b.y) then
     error("sampler: must return a table with at least z1 and y", 0)
   end
@@ -203,7 +203,7 @@ function Alg:g_step(b)
   -- F's logits on the same images, for Q's target and its distillation
   local f = c._eval and c._eval[1]
   if not f then f = acq.no_grad(function() return (self.F:forward(x, { bn = "eval" })) end) end
-  local q = O.q_context { F = self.F, Q = self.Q, x = x:detach(), y = y, p = p, b = b, B = B, it = self.it,
+  local q = O.context { F = self.F, Q = self.Q, x = x:detach(), y = y, p = p, b = b, B = B, it = self.it,
     f = f:detach(), groups = c.groups }
   q.o_eval = q.f:argmax(1)
   q.target = self.target == "labels" and y or q.o_eval
@@ -277,7 +277,6 @@ local function sub(t, prefix)
   end
   return r
 end
-A.sub = sub
 
 -- Splits a state table into tensors (saved as tensors) and plain values
 -- (saved as JSON in the metadata).
@@ -339,7 +338,7 @@ function Alg:load(t, meta, it, source)
     restore("sampler", self.sampler, self.sampler.load)
   end
   for _, h in ipairs(self.hooks) do
-    if h.load then restore("hook." .. h.name, self, function(alg, st) h.load(alg, st) end) end
+    if h.load then restore("hook." .. h.name, self, h.load) end
   end
   self.Q:quant_state(it >= self.warmup and "frozen" or "calibrate")
   if it < self.warmup then self:apply_input_range() end

@@ -131,6 +131,15 @@ function Run.loop(self, alg, body, a)
     alg:notify("on_eval", it, row)
   end
   local function picture(it) P.draw_all(dir, alg, fixed, rows, self.name, it, say) end
+  -- The final evaluation completes the last iteration's row, already in the
+  -- log: a run stopped during the evaluation resumes with it alone.
+  local function final_evaluation(it, row)
+    evaluate(it, row)
+    log:close()
+    log = open_log(logpath, it - 1)
+    rows[#rows] = nil
+    write_row(row)
+  end
 
   if start == 0 then picture(0) end
   local last_good = start > 0 and start or nil -- the checkpoint on disk
@@ -138,13 +147,13 @@ function Run.loop(self, alg, body, a)
   acq.catch_interrupts()
   local t_log, it_log = acq.clock(), start
   local ok, err = pcall(function()
-    if start >= o.iters then
-      -- stopped during the final evaluation: its row is the log's last
-      local row = rows[#rows] and rows[#rows].iter == start and table.remove(rows) or { iter = start }
-      log:close()
-      log = open_log(logpath, start - 1)
-      evaluate(start, row)
-      write_row(row)
+    if start >= o.iters then -- stopped during the final evaluation
+      local row = rows[#rows] and rows[#rows].iter == start and rows[#rows]
+      if not row then
+        row = { iter = start }
+        write_row(row)
+      end
+      final_evaluation(start, row)
       return
     end
     local it = start
@@ -188,14 +197,8 @@ function Run.loop(self, alg, body, a)
           t_log, it_log = now, it
         end
         if due and it == o.iters then
-          -- the losses first: a run stopped during the final evaluation
-          -- resumes with the evaluation alone, and completes this row
-          write_row(row)
-          evaluate(it, row)
-          log:close()
-          log = open_log(logpath, it - 1)
-          rows[#rows] = nil
-          write_row(row)
+          write_row(row) -- the losses first
+          final_evaluation(it, row)
         else
           if due then evaluate(it, row) end
           if row.lr_g or due then write_row(row) end

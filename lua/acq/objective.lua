@@ -176,7 +176,8 @@ end
 local Context = {}
 Context.__index = Context
 
---- A context for G's objective: fields {F, x, y, p, b, it, B, groups}.
+--- A context for an objective: for G's, fields {F, x, y, p, b, it, B,
+-- groups}; for Q's, also {Q, f (F's logits, detached), target}.
 function O.context(fields)
   fields.extra = fields.extra or {}
   fields.needs = fields.needs or {}
@@ -187,7 +188,7 @@ local function forward(c, key, bn, prefix)
   if c[key] then return c[key][1], c[key][2] end
   local n = c.needs
   local stats = n[prefix .. ".sample_stats"] and "sample" or (n[prefix .. ".stats"] and true) or false
-  local feats = n[prefix .. ".features"] or n["att_" .. prefix] or false
+  local feats = n[prefix .. ".features"] or false
   local logits, aux = c.F:forward(c.x, { bn = bn, stats = stats, features = feats })
   aux = aux or {}
   c[key] = { logits, aux }
@@ -223,11 +224,6 @@ function Context:stats(which)
       :format(which or "eval", which or "eval", which or "eval"), 0)
   end
   return aux.stats
-end
-
---- A context for Q's objective: {Q, x, f (F's logits, detached), target, y, it}.
-function O.q_context(fields)
-  return O.context(fields)
 end
 
 --- Q's logits on c.x (BN in eval mode, as the peers keep it).

@@ -23,7 +23,7 @@ function P.fixed_samples(alg)
     p = G.positions and acq.tensor(ps, { dtype = "i64", device = alg.device }) or nil }
   local ctx = alg:sampler_context(0, fixed, acq.generator(alg.seed + 7919))
   ctx.batch = #ys
-  local s = type(alg.sampler) == "table" and alg.sampler:draw(ctx) or alg.sampler(ctx)
+  local s = alg:draw(ctx)
   s.ncol = ncol
   return s
 end

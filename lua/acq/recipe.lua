@@ -194,10 +194,7 @@ end
 -- check(o), the recipe's own checks) before any file is written.
 function R.start(name, spec, args, check)
   return run.start(name, spec, args, {
-    defaults = function(o)
-      local ok, err = pcall(strategy.apply_defaults, o)
-      if not ok then R.die("%s", err) end
-    end,
+    defaults = strategy.apply_defaults,
     check = function(o)
       if not strategy.defaults[o.strategy] then
         R.die("--strategy must be one of %s, got '%s'", table.concat(strategy.names, ", "), tostring(o.strategy))

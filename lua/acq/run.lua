@@ -114,7 +114,6 @@ local HARMLESS = { iters = true, eval_every = true, log_every = true, ckpt_every
   max_rollbacks = true }
 -- Options that change what the checkpoint's tensors mean: a resume may not change them.
 local STRUCTURAL = { bits = true, model = true, classes = true, dataset = true }
-R.HARMLESS, R.STRUCTURAL = HARMLESS, STRUCTURAL
 
 -- The files a run writes into its folder (--force removes them, and nothing else).
 local function run_files(dir)

@@ -48,9 +48,9 @@ static int stfile_gc(lua_State *L) {
 /* Opens path into a closable userdata left on the stack. */
 #define ACQ_ST_CRC_KEY "crc32"
 
-/* CRC-32 (zlib's) of n bytes, in pieces zlib's uInt can take. */
-static unsigned long data_crc(const unsigned char *p, uint64_t n) {
-  unsigned long c = crc32(0L, Z_NULL, 0);
+/* CRC-32 (zlib's) c continued over n more bytes, in pieces zlib's uInt can
+ * take; start with crc32(0L, Z_NULL, 0). */
+static unsigned long crc_update(unsigned long c, const unsigned char *p, uint64_t n) {
   while (n > 0) {
     uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
     c = crc32(c, p, k);
@@ -91,7 +91,7 @@ static acq_st_file *open_file(lua_State *L, const char *path) {
   for (int i = 0; i < f->nmeta; i++) {
     if (strcmp(f->meta_key[i], ACQ_ST_CRC_KEY) != 0) continue;
     char got[16];
-    snprintf(got, sizeof got, "%08lx", data_crc(f->data, f->data_size));
+    snprintf(got, sizeof got, "%08lx", crc_update(crc32(0L, Z_NULL, 0), f->data, f->data_size));
     if (strcmp(got, f->meta_val[i]) != 0)
       luaL_error(L, "%s: checksum mismatch (stored crc32 %s, computed %s): the file is corrupted", path,
                  f->meta_val[i], got);
@@ -315,16 +315,7 @@ static int l_st_save(lua_State *L) {
   char crc[16];
   if (want_crc) {
     unsigned long c = crc32(0L, Z_NULL, 0);
-    for (int i = 0; i < n; i++) {
-      const unsigned char *p = out[i].data;
-      uint64_t left = out[i].nbytes;
-      while (left > 0) {
-        uInt q = left > (1u << 30) ? (1u << 30) : (uInt)left;
-        c = crc32(c, p, q);
-        p += q;
-        left -= q;
-      }
-    }
+    for (int i = 0; i < n; i++) c = crc_update(c, out[i].data, out[i].nbytes);
     snprintf(crc, sizeof crc, "%08lx", c);
     mk[k] = ACQ_ST_CRC_KEY;
     mv[k] = crc;

@@ -10,6 +10,18 @@
 #include "inundation.h"
 #include "posenc.h"
 
+/* The per_channel option at opts (default true: weights are quantized per
+ * output channel). */
+static int per_channel(lua_State *L, int opts) {
+  int pc = 1;
+  if (lua_type(L, opts) == LUA_TTABLE) {
+    lua_getfield(L, opts, "per_channel");
+    if (!lua_isnil(L, -1)) pc = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  return pc;
+}
+
 /***
  * acq.quant.level_change_share(w, d, bits, {per_channel = true, alpha = 1})
  * -> the share of w's weight-quantizer levels that change when w moves by
@@ -19,12 +31,7 @@
 static int l_level_change_share(lua_State *L) {
   atc_tensor *w = acqL_checktensor(L, 1), *d = acqL_checktensor(L, 2);
   int bits = (int)luaL_checkinteger(L, 3);
-  int pc = 1;
-  if (lua_type(L, 4) == LUA_TTABLE) {
-    lua_getfield(L, 4, "per_channel");
-    if (!lua_isnil(L, -1)) pc = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
+  int pc = per_channel(L, 4);
   double alpha = acqL_optnumfield(L, 4, "alpha", 1.0), share = 0;
   atc_status st;
   if (acq_level_change_share(&st, w, d, bits, pc, alpha, &share)) return acqL_fail(L, "level_change_share", &st);
@@ -43,12 +50,7 @@ static int l_inundation_factor(lua_State *L) {
   atc_tensor *w = acqL_checktensor(L, 1), *d = acqL_checktensor(L, 2);
   int bits = (int)luaL_checkinteger(L, 3);
   if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
-  int pc = 1;
-  if (lua_type(L, 4) == LUA_TTABLE) {
-    lua_getfield(L, 4, "per_channel");
-    if (!lua_isnil(L, -1)) pc = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
+  int pc = per_channel(L, 4);
   double thr = acqL_optnumfield(L, 4, "threshold", 1e-3);
   int bis = (int)acqL_optnumfield(L, 4, "bisections", 5);
   int dbl = (int)acqL_optnumfield(L, 4, "max_doublings", 30);
