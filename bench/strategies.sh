@@ -14,17 +14,24 @@
 # intraq" runs only those rows (gdfq_baseline, calibonly, gdfq, ait,
 # intraq); ROWS=none runs nothing and prints the table of what is there.
 # TAG=name EXTRA="--lr-q 1e-5" adds options to every run, in rows named
-# <row>_<TAG> (so they never mix with the plain rows).
+# <row>_<TAG> (so they never mix with the plain rows). The method recipes
+# are rows too (qimera, dsg, lrq: recipes/<row>.lua at their defaults);
+# bench/methods.sh runs them and writes the README's method table.
+# TABLE="row row ..." and NAME=file choose the table's rows and its file
+# (bench/<NAME>-i<ITERS>.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITERS=${1:-600}; SEEDS=${2:-"0 1 2"}; BITS=${3:-"w4a4"}
 ROOT=runs/strategies-i${ITERS}
 ACQLUA=${ACQLUA:-build/bin/acqlua}
 ALL_ROWS="gdfq_baseline calibonly gdfq ait intraq"
+METHOD_ROWS="qimera dsg lrq"
+NAME=${NAME:-strategies}
 
 run() { # name seed bits recipe args...
   local name=$1 seed=$2 bits=$3 recipe=$4; shift 4
   if [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $name "* ]]; then return 0; fi
+  if [ -z "${ROWS:-}" ] && [[ " $METHOD_ROWS " == *" $name "* ]]; then return 0; fi
   local dir="$ROOT/$name${TAG:+_$TAG}-${bits//[^a-z0-9]/_}-s$seed"
   if [ -f "$dir/result.json" ]; then return 0; fi
   mkdir "$dir.lock" 2>/dev/null || return 0
@@ -45,10 +52,11 @@ for bits in $BITS; do
     # the warm-up alone: G trains, Q is calibrated on its samples, never trained
     run calibonly "$seed" "$bits" fashion --iters $((ITERS / 6))
     for st in gdfq ait intraq; do run "$st" "$seed" "$bits" fashion --strategy "$st"; done
+    for m in $METHOD_ROWS; do run "$m" "$seed" "$bits" "$m"; done
   done
 done
 
-"$ACQLUA" - "$ROOT" "$SEEDS" "$BITS" "$ALL_ROWS" "${TAG:-}" > "bench/strategies-i${ITERS}${TAG:+-$TAG}.md" <<'LUA'
+"$ACQLUA" - "$ROOT" "$SEEDS" "$BITS" "${TABLE:-$ALL_ROWS}" "${TAG:-}" > "bench/$NAME-i${ITERS}${TAG:+-$TAG}.md" <<'LUA'
 local acq = require "acq"
 local root, seeds_s, bits_s, rows_s, tag = ...
 local seeds, bitsl, rows = {}, {}, {}
@@ -57,7 +65,8 @@ for b in bits_s:gmatch("%S+") do bitsl[#bitsl + 1] = b end
 for r in rows_s:gmatch("%S+") do rows[#rows + 1] = r end
 local LABEL = { gdfq_baseline = "GDFQ (recipes/gdfq.lua)", gdfq = "ACQ, --strategy gdfq",
   calibonly = "ACQ warm-up only (Q calibrated, not trained)",
-  ait = "ACQ, --strategy ait", intraq = "ACQ, --strategy intraq" }
+  ait = "ACQ, --strategy ait", intraq = "ACQ, --strategy intraq",
+  qimera = "Qimera (recipes/qimera.lua)", dsg = "DSG (recipes/dsg.lua)", lrq = "LRQ (recipes/lrq.lua)" }
 local head = { "| run | bits |" }
 for _, s in ipairs(seeds) do head[#head + 1] = (" seed %s |"):format(s) end
 head[#head + 1] = " mean |"
@@ -94,4 +103,4 @@ for _, s in ipairs(seeds) do
 end
 print(("| FP32 | - |%s %s |"):format(table.concat(cells), n > 0 and ("%.2f"):format(sum / n) or "-"))
 LUA
-cat "bench/strategies-i${ITERS}${TAG:+-$TAG}.md"
+cat "bench/$NAME-i${ITERS}${TAG:+-$TAG}.md"

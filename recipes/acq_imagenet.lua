@@ -18,8 +18,7 @@ local spec = recipe.cli("recipes/acq_imagenet.lua",
     { "val", cli.none "path", "validation set: ImageNet's val folder (one subfolder of JPEGs per class, "
       .. "read as torchvision's Resize(256) + CenterCrop(224)), or a safetensors file with images "
       .. "(u8 [N,3,224,224]) and labels (i64 [N])" },
-    { "val_images", 0, "evaluate on this many validation images, a fixed random subset (0: all)" },
-    { "val_errors", "refuse", "an unreadable validation image: refuse (stop, naming it) or skip (leave it out, named at the end)" },
+    recipe.imagenet_options[1], recipe.imagenet_options[2],
     { "classes", 1000, "number of classes" },
     { "preset", cli.none "string", "coefficient preset (default: imagenet, or mobilenet_v2)" },
   }, true, { batch = 16, iters = 80000, warmup = 800, eval_every = 2000, ckpt_every = 500, sample_every = 1000,
@@ -35,27 +34,8 @@ recipe.main(function()
     end
   end)
   local o = run.opts
-  local evaluate, test
-  if o.val then
-    local ok
-    if acq.isdir(o.val) then -- ImageNet's val folder: <val>/<wnid>/<image>.JPEG
-      ok, test = pcall(acq.data.image_folder, { root = o.val, on_error = o.val_errors })
-      if ok and #test.classes ~= o.classes then
-        recipe.die("--val %s: %d class folders, but --classes is %d", o.val, #test.classes, o.classes)
-      end
-    else
-      recipe.need_file(o.val, "--val")
-      local t
-      ok, t = pcall(acq.safetensors.load, o.val)
-      if ok and not (t.images and t.labels) then ok, t = false, "needs tensors 'images' and 'labels'" end
-      test = ok and { name = o.val, images = t.images, labels = t.labels:long(), mean = acq.data.IMAGENET_MEAN,
-        std = acq.data.IMAGENET_STD } or t
-    end
-    if not ok then recipe.die("--val %s: %s", o.val, tostring(test):gsub("\n.*", "")) end
-    if o.val_images > 0 then test = acq.data.subset(test, o.val_images, o.seed) end
-    print(("evaluation: %d images of %s"):format(acq.data.size(test), o.val))
-    evaluate = acq.eval.evaluator(test, 50)
-  end
+  -- evaluation is the only place real data is read, through this function
+  local evaluate, test = recipe.imagenet(o)
 
   local F = recipe.fp_model(o, acq.models.build(o.model, { classes = o.classes }))
   local fp_top1 = evaluate and evaluate(F)

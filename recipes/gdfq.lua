@@ -7,52 +7,33 @@
 --
 --   acqlua recipes/gdfq.lua                          # Fashion-MNIST demo model
 --   acqlua recipes/gdfq.lua --dataset cifar10 --weights W --val DIR
+--   acqlua recipes/gdfq.lua --dataset imagenet --model resnet18 --weights W --val DIR
 local acq = require "acq"
 local recipe = require "acq.recipe"
-local cli = require "acq.cli"
 
-local own = {
-  { "dataset", "fashion", "fashion (trains or loads the demo's FP model), cifar10 or cifar100" },
-  { "val", cli.none "path", "CIFAR binary folder for evaluation (cifar datasets)" },
-}
-for _, o in ipairs(recipe.fashion_options) do own[#own + 1] = o end
 local spec = recipe.cli("recipes/gdfq.lua",
-  "GDFQ, the generative data-free baseline: L_CE + 0.1 L_BNS, labels as Q's target.", own, true,
+  "GDFQ, the generative data-free baseline: L_CE + 0.1 L_BNS, labels as Q's target.", recipe.dataset_options, true,
   { iters = 800, warmup = 100, eval_every = 200, batch = 64 })
 
 recipe.main(function()
-  local run = recipe.start("gdfq", spec, arg, function(o)
-    if o.dataset ~= "fashion" and o.dataset ~= "cifar10" and o.dataset ~= "cifar100" then
-      recipe.die("--dataset must be fashion, cifar10 or cifar100, got '%s'", o.dataset)
-    end
-  end)
+  local run = recipe.start("gdfq", spec, arg, recipe.check_dataset)
   local o = run.opts
-  local F, evaluate, model, size, channels, classes, norm
-  if o.dataset == "fashion" then
-    F, evaluate = recipe.fashion(o)
-    model, size, channels, classes, norm = { name = "resnet20", classes = 10, in_channels = 1 }, 28, 1, 10,
-      acq.data.FASHION_NORM
-  else
-    classes = o.dataset == "cifar10" and 10 or 100
-    F, evaluate = recipe.cifar(o, classes)
-    model, size, channels, norm = { name = "resnet20", classes = classes, in_channels = 3 }, 32, 3,
-      acq.data.CIFAR_NORM[classes]
-  end
-  local fp_top1 = evaluate and evaluate(F)
-  if fp_top1 then print(("FP32 test accuracy %.2f%%"):format(fp_top1)) end
+  -- the FP model; evaluation is the only place real data is read
+  local d = recipe.dataset(o)
+  local F, evaluate, fp_top1 = d.F, d.evaluate, d.fp_top1
 
   -- GDFQ's pieces: its generator (eq. (5)), L_CE + 0.1 L_BNS, one group, labels as Q's target
-  local G = acq.gen.gdfq { classes = classes, size = size, channels = channels }
+  local G = acq.gen.gdfq { classes = d.classes, size = d.size, channels = d.channels }
   local LG = acq.objective.acq_g(recipe.coefficients(o, "gdfq"))
   local alg = recipe.algorithm(run, { F = F, G = G, g_objective = LG, groups = 1, target = "labels",
-    input_range = recipe.input_range(norm.mean, norm.std) })
+    input_range = recipe.input_range(d.norm.mean, d.norm.std) })
 
   local res = run:loop(alg, function(it)
     local b = alg:sample(it)          -- z ~ N(0, I), y ~ U(C)
     local c = alg:g_step(b)           -- G on L_CE + 0.1 L_BNS
     if alg:calibrating(it) then alg:calibrate(c)   -- warm-up: Q's activation bounds
     else alg:q_step(c) end            -- Q on its strategy's objective, towards y
-  end, { evaluate = evaluate, model = model })
+  end, { evaluate = evaluate, model = d.model })
   if res.interrupted then return "interrupted" end
   run:finish { fp_top1 = fp_top1, q_top1 = res.q_top1, q_top5 = res.q_top5, bits = o.bits, strategy = o.strategy,
     iters = res.iter, seconds = res.elapsed, export = res.export }

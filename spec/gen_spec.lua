@@ -113,6 +113,34 @@ describe("the GDFQ generator, eq. (5)", function()
   end)
 end)
 
+describe("a generator's body and input vector from the constructor", function()
+  it("insert adds a layer after a named one, in the body and the state dict", function()
+    acq.manual_seed(6)
+    local lka = acq.nn.lka(128)
+    local g = gen.gdfq { classes = 10, size = 28, channels = 1, insert = { { after = "act1", name = "lka1", module = lka } } }
+    local names = {}
+    for i, c in ipairs(g.net:children()) do names[i] = c:name() end
+    assert.equal("lka1", names[9])
+    assert.equal("act1", names[8])
+    assert.is_not_nil(g:state_dict()["lka1.conv_spatial.weight"])
+    -- the body is the plain one with the gate between act1 and up1
+    local z, y = acq.randn(3, 100), acq.tensor { 0, 5, 9 }
+    local h = g.net:forward(g:condition(z, y), { bn = "train", from = "l1", to = "act1" })
+    local want = g.net:forward(lka(h), { bn = "train", from = "up1" })
+    H.close(g(z, y), want, 1e-6, 1e-6, "body with the inserted layer")
+    assert.matches("no layer 'act9'", H.fails(gen.gdfq, { insert = { { after = "act9", name = "x", module = lka } } }))
+    assert.matches("already called 'bn1'", H.fails(gen.gdfq, { insert = { { after = "act1", name = "bn1", module = lka } } }))
+  end)
+
+  it("condition replaces the whole input vector", function()
+    local g = gen.gdfq { classes = 10, size = 28, channels = 1,
+      condition = function(G, z, y) return G:class_embedding(y) + 2 * z end }
+    local z, y = acq.randn(2, 100), acq.tensor { 1, 3 }
+    H.close(g:condition(z, y), g.net.label_emb(y) + z * 2, 0, 0, "Emb(y) + 2 z")
+    assert.matches("condition must be a function", H.fails(gen.gdfq, { condition = 3 }))
+  end)
+end)
+
 describe("class-conditional BN", function()
   it("is BN without affine, then the class's scale and shift", function()
     acq.manual_seed(6)

@@ -187,6 +187,29 @@ function H.read_file(path)
   return s
 end
 
+--- The first line of a recipe's source that assigns into a library table
+-- (acq.x = ..., recipe.x = ..., G.position = ..., setmetatable, rawset),
+-- or nil. Fields of the sample table b are the recipe's own.
+function H.library_assignment(src)
+  for line in src:gmatch("[^\n]+") do
+    local code = line:gsub("%-%-.*", "")
+    if code:match("^%s*acq[%w_.%[%]\"]*%s*=[^=]") or code:match("^%s*recipe[%w_.]*%s*=[^=]")
+      or (code:match("^%s*[%w_]+%.[%w_.]+%s*=[^=]") and not code:match("^%s*b%."))
+      or code:match("setmetatable") or code:match("rawset") then
+      return line
+    end
+  end
+end
+
+--- Lines of Lua code in src: neither blank nor only a comment.
+function H.code_lines(src)
+  local n = 0
+  for line in (src .. "\n"):gmatch("([^\n]*)\n") do
+    if not line:match("^%s*$") and not line:match("^%s*%-%-") then n = n + 1 end
+  end
+  return n
+end
+
 --- A pcall that must fail; returns the message.
 function H.fails(fn, ...)
   local ok, err = pcall(fn, ...)

@@ -11,11 +11,18 @@
 --
 -- Parts a constructor takes in place of its own (no patching needed):
 --   class_embedding(G, y, b) -> [B, latent]   Emb_class(y) (gdfq, acq)
+--   condition(G, z, y, p, b) -> [B, latent]   the whole input vector (gdfq,
+--                            acq), e.g. Qimera's BN(Emb_class(y) + z)
 --   position(G, p, b)        -> [B, latent] (acq) or [B,1,h,w] (fusion)
 --   fusion(G, f, P, b)       -> [B, width, s/4, s/4]: eq. (12)'s fusion
 --   modules = {name = Module} trainable parts those functions use (as
 --                            G.parts.name): in G:parameters() and the
 --                            state dict under "name."
+--   insert = {{after = "act1", name = "lka1", module = M}, ...}
+--                            layers added to the body after the named
+--                            layer (LRQ's large-kernel attention, say);
+--                            they run in the body and are in its state
+--                            dict under their name
 -- b is the sample table of the iteration (acq.algorithm's sampler), so a
 -- part can read a custom sampler's extra fields.
 --
@@ -150,6 +157,22 @@ end
 
 -- The generator object; o: the constructor's options (its parts).
 local function new(s, children, o)
+  for _, e in ipairs(o.insert or {}) do
+    if type(e) ~= "table" or type(e.after) ~= "string" or type(e.name) ~= "string" or not acq.is_module(e.module) then
+      error(("gen.%s: insert takes {after = layer name, name = new name, module = acq.Module} entries"):format(s.kind), 3)
+    end
+    local at
+    for i, c in ipairs(children) do
+      if c[1] == e.name then error(("gen.%s: insert: a layer is already called '%s'"):format(s.kind, e.name), 3) end
+      if c[1] == e.after then at = i end
+    end
+    if not at then
+      local names = {}
+      for i, c in ipairs(children) do names[i] = c[1] end
+      error(("gen.%s: insert: no layer '%s' (layers: %s)"):format(s.kind, e.after, table.concat(names, ", ")), 3)
+    end
+    table.insert(children, at + 1, { e.name, e.module })
+  end
   s.net = nn.sequential(children)
   s.parts, s.part_names = {}, {}
   for name, m in pairs(o.modules or {}) do
@@ -161,13 +184,13 @@ local function new(s, children, o)
     s.part_names[#s.part_names + 1] = name
   end
   table.sort(s.part_names)
-  for _, k in ipairs { "class_embedding", "position", "fusion" } do
+  for _, k in ipairs { "class_embedding", "condition", "position", "fusion" } do
     if o[k] ~= nil and type(o[k]) ~= "function" then
       error(("gen.%s: %s must be a function, got %s"):format(s.kind, k, type(o[k])), 3)
     end
   end
   local G = setmetatable(s, Generator)
-  G.custom = { class_embedding = o.class_embedding, position = o.position, fusion = o.fusion }
+  G.custom = { class_embedding = o.class_embedding, condition = o.condition, position = o.position, fusion = o.fusion }
   return G
 end
 
@@ -203,8 +226,9 @@ function gen.gdfq(opts)
   }
   for _, l in ipairs(body_layers(s, false)) do ch[#ch + 1] = l end
   local G = new(s, ch, opts or {})
-  function G.condition(G, z, y, _, b)
+  function G.condition(G, z, y, p, b)
     check_labels(z, y)
+    if G.custom.condition then return G.custom.condition(G, z, y, p, b) end
     return G:class_embedding(y, b) * z
   end
   function G.body(G, h) return run_body(G, h, nil, "l1") end
@@ -233,6 +257,7 @@ function gen.acq(opts)
   end
   function G.condition(G, z, y, p, b)
     check_labels(z, y, p)
+    if G.custom.condition then return G.custom.condition(G, z, y, p, b) end
     return (G:class_embedding(y, b) + z) * G:position(p, b) -- eq. (11)
   end
   function G.body(G, h) return run_body(G, h, nil, "l1") end

@@ -40,6 +40,13 @@ function acq.is_tensor(x)
   return getmetatable(x) == tensor_mt
 end
 
+local module_mt = debug.getregistry()["acq.Module"]
+
+--- true when x is an acq module (a layer or a model).
+function acq.is_module(x)
+  return getmetatable(x) == module_mt
+end
+
 --- Optimizers with PyTorch's update rules.
 -- acq.optim.adam(params, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0})
 -- acq.optim.sgd(params, {lr = ..., momentum = 0, dampening = 0, weight_decay = 0, nesterov = false})

@@ -152,7 +152,7 @@ end
 
 -- Options of the Fashion-MNIST FP model (shared by fashion.lua and gdfq.lua).
 R.fashion_options = {
-  { "weights", cli.none "path", "FP ResNet-20 weights; none: train them (or reuse the cached ones)" },
+  { "weights", cli.none "path", "FP weights (safetensors or torch.save .pth); none: Fashion-MNIST trains them (or reuses the cached ones)" },
   { "data", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST folder (train and test idx files)" },
   { "fp_epochs", 2, "epochs of FP training when no weights are given or cached" },
   { "fp_cache", "runs/fp", "folder of the cached FP weights" },
@@ -187,6 +187,93 @@ function R.fashion(o)
   end
   R.load_weights(F, path)
   return F, evaluate
+end
+
+--- ImageNet's evaluation from --val (a folder of class folders of JPEGs,
+-- or a safetensors file of u8 images and i64 labels), --val-images,
+-- --val-errors and --classes: evaluate(model) -> top1, top5, and the set.
+function R.imagenet(o)
+  if not o.val then return nil end
+  local ok, test
+  if acq.isdir(o.val) then -- ImageNet's val folder: <val>/<wnid>/<image>.JPEG
+    ok, test = pcall(acq.data.image_folder, { root = o.val, on_error = o.val_errors })
+    if ok and #test.classes ~= o.classes then
+      R.die("--val %s: %d class folders, but --classes is %d", o.val, #test.classes, o.classes)
+    end
+  else
+    R.need_file(o.val, "--val")
+    local t
+    ok, t = pcall(acq.safetensors.load, o.val)
+    if ok and not (t.images and t.labels) then ok, t = false, "needs tensors 'images' and 'labels'" end
+    test = ok and { name = o.val, images = t.images, labels = t.labels:long(), mean = acq.data.IMAGENET_MEAN,
+      std = acq.data.IMAGENET_STD } or t
+  end
+  if not ok then R.die("--val %s: %s", o.val, tostring(test):gsub("\n.*", "")) end
+  if o.val_images > 0 then test = acq.data.subset(test, o.val_images, o.seed) end
+  print(("evaluation: %d images of %s"):format(acq.data.size(test), o.val))
+  return acq.eval.evaluator(test, 50), test
+end
+
+-- ImageNet's evaluation options (acq_imagenet.lua and R.dataset_options).
+R.imagenet_options = {
+  { "val_images", 0, "evaluate on this many validation images, a fixed random subset (0: all)" },
+  { "val_errors", "refuse", "an unreadable validation image: refuse (stop, naming it) or skip (leave it out, named at the end)" },
+}
+
+-- Options of R.dataset: the dataset, F, and the evaluation set of each.
+R.dataset_options = {
+  { "dataset", "fashion", "fashion (trains or loads the demo's FP model), cifar10, cifar100 or imagenet" },
+  { "model", cli.none("string", "resnet20; imagenet: resnet18"), "imagenet: resnet18, resnet50 or mobilenet_v2" },
+  { "val", cli.none "path", "evaluation set: CIFAR binary folder (cifar), ImageNet val folder or safetensors (imagenet)" },
+}
+for _, x in ipairs(R.imagenet_options) do R.dataset_options[#R.dataset_options + 1] = x end
+for _, x in ipairs(R.fashion_options) do R.dataset_options[#R.dataset_options + 1] = x end
+
+local DATASETS = { fashion = true, cifar10 = true, cifar100 = true, imagenet = true }
+
+--- Checks R.dataset_options (before the run folder exists).
+function R.check_dataset(o)
+  if not DATASETS[o.dataset] then
+    R.die("--dataset must be fashion, cifar10, cifar100 or imagenet, got '%s'", tostring(o.dataset))
+  end
+  if o.dataset == "imagenet" then
+    local m = o.model or "resnet18"
+    if not acq.models.names[m] or m == "resnet20" then
+      R.die("--model must be resnet18, resnet50 or mobilenet_v2 on imagenet, got '%s'", m)
+    end
+  elseif o.model and o.model ~= "resnet20" then
+    R.die("--model: %s uses resnet20, got '%s'", o.dataset, o.model)
+  end
+  if o.val_errors ~= "refuse" and o.val_errors ~= "skip" then
+    R.die("--val-errors must be refuse or skip, got '%s'", tostring(o.val_errors))
+  end
+end
+
+--- The FP model and evaluation of --dataset (R.dataset_options): returns
+-- {F, evaluate (or nil), fp_top1, model (the export's description), size,
+-- channels, classes, norm = {mean, std}, test}.
+function R.dataset(o)
+  local d = {}
+  if o.dataset == "fashion" then
+    d.F, d.evaluate = R.fashion(o)
+    d.size, d.channels, d.classes, d.norm = 28, 1, 10, acq.data.FASHION_NORM
+    d.model = { name = "resnet20", classes = 10, in_channels = 1 }
+  elseif o.dataset == "imagenet" then
+    d.classes, d.size, d.channels = 1000, 224, 3
+    o.classes = o.classes or 1000
+    d.evaluate, d.test = R.imagenet(o)
+    d.model = { name = o.model or "resnet18", classes = 1000, in_channels = 3 }
+    d.F = R.fp_model(o, acq.models.build(d.model.name, { classes = 1000 }))
+    d.norm = { mean = acq.data.IMAGENET_MEAN, std = acq.data.IMAGENET_STD }
+  else
+    d.classes = o.dataset == "cifar10" and 10 or 100
+    d.F, d.evaluate = R.cifar(o, d.classes)
+    d.size, d.channels, d.norm = 32, 3, acq.data.CIFAR_NORM[d.classes]
+    d.model = { name = "resnet20", classes = d.classes, in_channels = 3 }
+  end
+  d.fp_top1 = d.evaluate and d.evaluate(d.F)
+  if d.fp_top1 then print(("FP32 test top-1 %.2f%%"):format(d.fp_top1)) end
+  return d
 end
 
 --- Parses the options and starts the run (acq.run.start): the strategy's

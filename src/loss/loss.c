@@ -440,6 +440,174 @@ out:
   return finish(st, &s, what, rc);
 }
 
+#define ACQ_PI 3.14159265358979323846
+
+/* ---- decoupled knowledge distillation ------------------------------------------- */
+/* sum(t * (log t - log s)) * scale over every element, from probabilities
+ * (binary parts, clamped away from 0) or from log-probabilities. */
+static int kl_sum(atc_status *st, scope *s, const atc_tensor *pt, const atc_tensor *lt,
+                  const atc_tensor *ls, double scale, atc_tensor ***out) {
+  atc_tensor **d = slot(s), **m = slot(s), **sum = slot(s), **r = slot(s);
+  int rc;
+  if ((rc = atc_binary(st, ATC_SUB, lt, ls, d)) || (rc = atc_binary(st, ATC_MUL, pt, *d, m)) ||
+      (rc = atc_reduce(st, ATC_SUM, *m, NULL, 0, 0, sum)) ||
+      (rc = atc_binary_scalar(st, ATC_MUL, *sum, D(scale), 0, r)))
+    return rc;
+  *out = r;
+  return ATC_OK;
+}
+
+/* [p_t, p_o] of softmax probabilities p [N,K] and the target mask gt, clamped
+ * at 1e-30 (so a certain teacher gives 0 log 0 = 0, not NaN); log too. */
+static int binary_split(atc_status *st, scope *s, const atc_tensor *p, const atc_tensor *gt,
+                        const atc_tensor *other, atc_tensor ***b, atc_tensor ***lb) {
+  atc_tensor **pg = slot(s), **po = slot(s), **t = slot(s), **o = slot(s), **c = slot(s);
+  atc_tensor **cl = slot(s), **l = slot(s);
+  int64_t d1 = 1;
+  int rc;
+  if ((rc = atc_binary(st, ATC_MUL, p, gt, pg)) || (rc = atc_binary(st, ATC_MUL, p, other, po)) ||
+      (rc = atc_reduce(st, ATC_SUM, *pg, &d1, 1, 1, t)) || (rc = atc_reduce(st, ATC_SUM, *po, &d1, 1, 1, o)))
+    return rc;
+  const atc_tensor *parts[2] = {*t, *o};
+  atc_scalar lo = D(1e-30), none = D(0);
+  if ((rc = atc_cat(st, parts, 2, 1, c)) || (rc = atc_clamp(st, *c, 1, lo, 0, none, cl)) ||
+      (rc = atc_unary(st, ATC_LOG, *cl, l)))
+    return rc;
+  *b = cl;
+  *lb = l;
+  return ATC_OK;
+}
+
+int acq_loss_dkd(atc_status *st, const atc_tensor *q, const atc_tensor *f, const atc_tensor *target,
+                 double alpha, double beta, double T, atc_tensor **loss, atc_tensor **tckd,
+                 atc_tensor **nckd) {
+  static const char *what = "L_DKD";
+  scope s = {0};
+  atc_meta mq, mf;
+  int rc;
+  R(check_float(st, "student logits", q, 2, &mq));
+  R(check_float(st, "teacher logits", f, 2, &mf));
+  R(same_shape(st, "student logits", &mq, "teacher logits", &mf));
+  if (!(T > 0) || !isfinite(T)) BAD("temperature %g must be positive", T);
+  if (!isfinite(alpha) || !isfinite(beta)) BAD("alpha %g and beta %g must be finite", alpha, beta);
+  if (mq.sizes[0] == 0) BAD("empty batch");
+  if (mq.sizes[1] < 2) BAD("needs at least 2 classes, got %lld", (long long)mq.sizes[1]);
+  R(check_index(st, "label", target, mq.sizes[0], mq.sizes[1], "number of classes"));
+  R(acq_check_finite(st, what, "student logits", q));
+  R(acq_check_finite(st, what, "teacher logits", f));
+  atc_tensor **fd = slot(&s), **qs = slot(&s), **fs = slot(&s), **oh = slot(&s), **gt = slot(&s);
+  atc_tensor **other = slot(&s), **ps = slot(&s), **pt = slot(&s);
+  R(atc_detach(st, f, fd));
+  R(atc_binary_scalar(st, ATC_DIV, q, D(T), 0, qs));
+  R(atc_binary_scalar(st, ATC_DIV, *fd, D(T), 0, fs));
+  R(atc_one_hot(st, target, mq.sizes[1], oh));
+  R(atc_to_dtype(st, *oh, (atc_dtype)mq.dtype, gt));
+  R(atc_binary_scalar(st, ATC_SUB, *gt, D(1.0), 1, other)); /* 1 - gt */
+  R(atc_softmax(st, *qs, 1, 0, ps));
+  R(atc_softmax(st, *fs, 1, 0, pt));
+  /* TCKD: the binary target / non-target distributions */
+  atc_tensor **bq, **lbq, **bf, **lbf, **tk, **nk;
+  double scale = T * T / (double)mq.sizes[0];
+  R(binary_split(st, &s, *ps, *gt, *other, &bq, &lbq));
+  R(binary_split(st, &s, *pt, *gt, *other, &bf, &lbf));
+  R(kl_sum(st, &s, *bf, *lbf, *lbq, scale, &tk));
+  /* NCKD: the distributions over the non-target classes */
+  atc_tensor **big = slot(&s), **qm = slot(&s), **fm = slot(&s), **lq = slot(&s), **lf = slot(&s), **pf = slot(&s);
+  R(atc_binary_scalar(st, ATC_MUL, *gt, D(1000.0), 0, big));
+  R(atc_binary(st, ATC_SUB, *qs, *big, qm));
+  R(atc_binary(st, ATC_SUB, *fs, *big, fm));
+  R(atc_softmax(st, *qm, 1, 1, lq));
+  R(atc_softmax(st, *fm, 1, 1, lf));
+  R(atc_unary(st, ATC_EXP, *lf, pf));
+  R(kl_sum(st, &s, *pf, *lf, *lq, scale, &nk));
+  atc_tensor **a = slot(&s), **b = slot(&s), **sum = slot(&s);
+  R(atc_binary_scalar(st, ATC_MUL, *tk, D(alpha), 0, a));
+  R(atc_binary_scalar(st, ATC_MUL, *nk, D(beta), 0, b));
+  R(atc_binary(st, ATC_ADD, *a, *b, sum));
+  if (tckd) R(atc_detach(st, *tk, tckd));
+  if (nckd) R(atc_detach(st, *nk, nckd));
+  *loss = take(sum);
+out:
+  if (rc) {
+    if (tckd) atc_tensor_free(*tckd), *tckd = NULL;
+    if (nckd) atc_tensor_free(*nckd), *nckd = NULL;
+  }
+  return finish(st, &s, what, rc);
+}
+
+/* ---- additive angular margin ----------------------------------------------------- */
+/* x / max(|x|, 1e-12) along dim 1. */
+static int l2_normalize(atc_status *st, scope *s, const atc_tensor *x, atc_tensor ***out) {
+  atc_tensor **sq = slot(s), **ss = slot(s), **cl = slot(s), **n = slot(s), **r = slot(s);
+  int64_t d1 = 1;
+  int rc;
+  if ((rc = atc_unary(st, ATC_SQUARE, x, sq)) || (rc = atc_reduce(st, ATC_SUM, *sq, &d1, 1, 1, ss)) ||
+      (rc = atc_clamp(st, *ss, 1, D(1e-24), 0, D(0), cl)) || (rc = atc_unary(st, ATC_SQRT, *cl, n)) ||
+      (rc = atc_binary(st, ATC_DIV, x, *n, r)))
+    return rc;
+  *out = r;
+  return ATC_OK;
+}
+
+int acq_angular_margin(atc_status *st, const atc_tensor *x, const atc_tensor *centres,
+                       const atc_tensor *target, double sc, double m, atc_tensor **logits,
+                       atc_tensor **cos_target) {
+  static const char *what = "angular_margin";
+  scope s = {0};
+  atc_meta mx, mc;
+  int rc;
+  R(check_float(st, "features", x, 2, &mx));
+  R(check_float(st, "class centres", centres, 2, &mc));
+  if (mx.sizes[1] != mc.sizes[1])
+    BAD("features have %lld dimensions, class centres %lld", (long long)mx.sizes[1], (long long)mc.sizes[1]);
+  if (!(sc > 0) || !isfinite(sc)) BAD("scale %g must be positive", sc);
+  if (!(m >= 0) || !(m < ACQ_PI / 2)) BAD("margin %g must be in [0, pi/2)", m);
+  if (mx.sizes[0] == 0) BAD("empty batch");
+  R(check_index(st, "label", target, mx.sizes[0], mc.sizes[0], "number of class centres"));
+  R(acq_check_finite(st, what, "features", x));
+  R(acq_check_finite(st, what, "class centres", centres));
+  atc_tensor **cd = slot(&s), **xn, **cn, **ct = slot(&s), **cs = slot(&s), **cc = slot(&s);
+  R(atc_detach(st, centres, cd));
+  R(l2_normalize(st, &s, x, &xn));
+  R(l2_normalize(st, &s, *cd, &cn));
+  R(atc_transpose(st, *cn, 0, 1, ct));
+  R(atc_matmul(st, *xn, *ct, cs));
+  /* inside (-1, 1), so sin(theta) = sqrt(1 - cos^2) keeps a finite gradient */
+  R(atc_clamp(st, *cs, 1, D(-1 + 1e-6), 1, D(1 - 1e-6), cc));
+  atc_tensor **idx = slot(&s), **cy = slot(&s), **c2 = slot(&s), **s2 = slot(&s), **sn = slot(&s);
+  atc_tensor **a = slot(&s), **b = slot(&s), **phi = slot(&s), **lin = slot(&s), **past = slot(&s), **ph = slot(&s);
+  int64_t col[2] = {-1, 1};
+  R(atc_view(st, target, col, 2, idx));
+  R(atc_gather(st, *cc, 1, *idx, cy)); /* [N,1] */
+  R(atc_unary(st, ATC_SQUARE, *cy, c2));
+  R(atc_binary_scalar(st, ATC_SUB, *c2, D(1.0), 1, s2)); /* 1 - cos^2 */
+  R(atc_unary(st, ATC_SQRT, *s2, sn));
+  R(atc_binary_scalar(st, ATC_MUL, *cy, D(cos(m)), 0, a));
+  R(atc_binary_scalar(st, ATC_MUL, *sn, D(sin(m)), 0, b));
+  R(atc_binary(st, ATC_SUB, *a, *b, phi)); /* cos(theta + m) */
+  R(atc_binary_scalar(st, ATC_SUB, *cy, D(sin(m) * m), 0, lin));
+  R(atc_binary_scalar(st, ATC_GT, *cy, D(cos(ACQ_PI - m)), 0, past));
+  R(atc_where(st, *past, *phi, *lin, ph));
+  /* replace the target column: cos + one_hot * (phi - cos_target) */
+  atc_tensor **oh = slot(&s), **gt = slot(&s), **dlt = slot(&s), **md = slot(&s), **mc2 = slot(&s), **r = slot(&s);
+  R(atc_one_hot(st, target, mc.sizes[0], oh));
+  R(atc_to_dtype(st, *oh, (atc_dtype)mx.dtype, gt));
+  R(atc_binary(st, ATC_SUB, *ph, *cy, dlt));
+  R(atc_binary(st, ATC_MUL, *gt, *dlt, md));
+  R(atc_binary(st, ATC_ADD, *cc, *md, mc2));
+  R(atc_binary_scalar(st, ATC_MUL, *mc2, D(sc), 0, r));
+  if (cos_target) {
+    atc_tensor **v = slot(&s);
+    int64_t flat[1] = {-1};
+    R(atc_view(st, *cy, flat, 1, v));
+    R(atc_detach(st, *v, cos_target));
+  }
+  *logits = take(r);
+out:
+  if (rc && cos_target) atc_tensor_free(*cos_target), *cos_target = NULL;
+  return finish(st, &s, what, rc);
+}
+
 /* ---- eq. (10) --------------------------------------------------------------------- */
 int acq_loss_cacm(atc_status *st, const atc_tensor *M, const atc_tensor *p, double eps1,
                   atc_tensor **loss, atc_tensor **m_at_p) {

@@ -94,6 +94,31 @@ int acq_loss_ad(atc_status *st, const atc_tensor *l1 /* [B,K] */,
 int acq_penalty_cacm(atc_status *st, const atc_tensor *Mt, const atc_tensor *Me,
                      double eps2, atc_tensor **loss, atc_tensor **mae);
 
+/* ---- decoupled knowledge distillation (Zhao et al., CVPR 2022) -------------
+ * With p = softmax(x / T) for the student q and the teacher f (detached):
+ * TCKD = KL([p_t, p_o]_f || [p_t, p_o]_q), the binary target / non-target
+ * split (p_t: the target class's probability, p_o = sum of the others);
+ * NCKD = KL(p^_f || p^_q) over the non-target classes only (softmax of
+ * x / T - 1000 * one_hot(target), as its code writes it). Both are summed
+ * over classes, averaged over the N samples and multiplied by T^2;
+ * loss = alpha TCKD + beta NCKD. tckd, nckd (may be NULL): the two parts,
+ * detached. */
+int acq_loss_dkd(atc_status *st, const atc_tensor *q /* [N,K] */,
+                 const atc_tensor *f /* [N,K] */, const atc_tensor *target /* [N] int64 */,
+                 double alpha, double beta, double T, atc_tensor **loss,
+                 atc_tensor **tckd, atc_tensor **nckd);
+
+/* ---- additive angular margin (ArcFace, Deng et al., CVPR 2019) -------------
+ * cos_ik = <x_i / |x_i|, c_k / |c_k|> between features x [N,D] and class
+ * centres c [K,D] (detached); the target class's cosine cos(theta) becomes
+ * cos(theta + m) (past theta = pi - m, where cos(theta + m) would turn back,
+ * ArcFace's cos(theta) - m sin(m)); logits = s * cos. 0 <= m < pi / 2.
+ * cos_target (may be NULL): cos(theta) of each sample's target [N], detached. */
+int acq_angular_margin(atc_status *st, const atc_tensor *x /* [N,D] */,
+                       const atc_tensor *centres /* [K,D] */,
+                       const atc_tensor *target /* [N] int64 */, double s, double m,
+                       atc_tensor **logits, atc_tensor **cos_target);
+
 /* ---- eq. (15), (16): weighted sums -----------------------------------------
  * sum_i w[i] * terms[i] over the n scalar terms (NULL terms are skipped);
  * what names the objective in messages, names[i] each term. */

@@ -213,6 +213,32 @@ static int l_residual(lua_State *L) {
   return finish_new(L, &st, rc, &m, "nn.residual");
 }
 
+/***
+ * acq.nn.gate{m1, {"name", m2}, ...} -> out = x * chain(x): the children, in order, compute a multiplicative attention map of the input (same shape as x, or broadcastable to it).
+ * @function gate
+ */
+static int l_gate(lua_State *L) {
+  acq_module *mods[MAX_CHILDREN];
+  const char *names[MAX_CHILDREN];
+  int n = readlist(L, 1, mods, names, MAX_CHILDREN, "nn.gate");
+  atc_status st;
+  acq_module *m = NULL;
+  int rc = acq_container_new(&st, ACQ_M_GATE, mods, names, n, n, 0, &m);
+  return finish_new(L, &st, rc, &m, "nn.gate");
+}
+
+/***
+ * acq.nn.lka(channels [, {kernel = 21, dilation = 3}]) -> large-kernel attention (VAN): a gate whose map is conv1(conv_spatial(conv0(x))), a depthwise (2d-1)^2 convolution, a depthwise ceil(k/d)^2 convolution with dilation d and a 1x1 convolution, together a k x k receptive field.
+ * @function lka
+ */
+static int l_lka(lua_State *L) {
+  int64_t c = luaL_checkinteger(L, 1);
+  int64_t k = acqL_optint(L, 2, "kernel", 21), d = acqL_optint(L, 2, "dilation", 3);
+  atc_status st;
+  acq_module *m = NULL;
+  return finish_new(L, &st, acq_lka_new(&st, c, k, d, &m), &m, "nn.lka");
+}
+
 /* ---- what a layer is --------------------------------------------------------- */
 
 /***
@@ -269,6 +295,12 @@ static int l_config(lua_State *L) {
     }
     lua_pushinteger(L, m->groups);
     lua_setfield(L, -2, "groups");
+    lua_createtable(L, 2, 0);
+    for (int i = 0; i < 2; i++) {
+      lua_pushinteger(L, m->dilation[i]);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "dilation");
   }
   if (m->kind == ACQ_M_LEAKY_RELU) {
     lua_pushnumber(L, m->slope);
@@ -319,6 +351,7 @@ void acqL_open_layers(lua_State *L, int nn, int methods) {
   static const luaL_Reg ctors[] = {
     {"conv2d", l_conv2d}, {"batchnorm2d", l_batchnorm2d}, {"linear", l_linear},
     {"maxpool2d", l_maxpool2d}, {"sequential", l_sequential}, {"residual", l_residual},
+    {"gate", l_gate}, {"lka", l_lka},
     {"embedding", l_embedding}, {"leaky_relu", l_leaky_relu}, {"upsample", l_upsample},
     {"unflatten", l_unflatten}, {"condbn", l_condbn}, {NULL, NULL}};
   acqL_setfuncs(L, nn, ctors);

@@ -152,6 +152,46 @@ static int l_kd(lua_State *L) {
 }
 
 /***
+ * acq.loss.dkd(q [N,K], f [N,K], target [N], {alpha = 1, beta = 8, T = 4})
+ * -> loss, TCKD, NCKD: decoupled knowledge distillation (Zhao et al., CVPR 2022),
+ * alpha TCKD + beta NCKD, each a KL divergence x T^2 averaged over samples;
+ * f is detached, TCKD and NCKD are detached copies of the two parts
+ * @function dkd
+ */
+static int l_dkd(lua_State *L) {
+  atc_tensor *q = acqL_checktensor(L, 1), *f = acqL_checktensor(L, 2), *y = acqL_checktensor(L, 3);
+  checkopts(L, 4);
+  double alpha = acqL_optnumfield(L, 4, "alpha", 1.0), beta = acqL_optnumfield(L, 4, "beta", 8.0);
+  double T = acqL_optnumfield(L, 4, "T", 4.0);
+  acqL_Tensor *r = acqL_newtensor(L), *a = acqL_newtensor(L), *b = acqL_newtensor(L);
+  atc_status st;
+  if (acq_loss_dkd(&st, q, f, y, alpha, beta, T, &r->h, &a->h, &b->h)) return lfail(L, &st);
+  acqL_done(L, r);
+  acqL_done(L, a);
+  acqL_done(L, b);
+  return 3;
+}
+
+/***
+ * acq.loss.angular_margin(x [N,D], centres [K,D], target [N], {scale = 16, margin = 0.3})
+ * -> logits [N,K], cos_target [N]: ArcFace's additive angular margin,
+ * scale * cos(angle between x and each centre), the target's angle
+ * enlarged by margin (centres detached; cos_target detached)
+ * @function angular_margin
+ */
+static int l_angular_margin(lua_State *L) {
+  atc_tensor *x = acqL_checktensor(L, 1), *c = acqL_checktensor(L, 2), *y = acqL_checktensor(L, 3);
+  checkopts(L, 4);
+  double sc = acqL_optnumfield(L, 4, "scale", 16.0), m = acqL_optnumfield(L, 4, "margin", 0.3);
+  acqL_Tensor *r = acqL_newtensor(L), *ct = acqL_newtensor(L);
+  atc_status st;
+  if (acq_angular_margin(&st, x, c, y, sc, m, &r->h, &ct->h)) return lfail(L, &st);
+  acqL_done(L, r);
+  acqL_done(L, ct);
+  return 2;
+}
+
+/***
  * acq.loss.cacm(M [N,h,w], p [N], {eps = 0.2}) -> loss, M(p) [N]
  * @function cacm
  */
@@ -259,7 +299,8 @@ static int l_weighted_sum(lua_State *L) {
 
 void acqL_open_loss(lua_State *L, int module) {
   static const luaL_Reg fns[] = {
-    {"bns", l_bns},   {"ce", l_ce}, {"soft_ce", l_soft_ce}, {"kd", l_kd}, {"cacm", l_cacm}, {"ad", l_ad},
+    {"bns", l_bns},   {"ce", l_ce}, {"soft_ce", l_soft_ce}, {"kd", l_kd}, {"dkd", l_dkd},
+    {"angular_margin", l_angular_margin}, {"cacm", l_cacm}, {"ad", l_ad},
     {"penalty_cacm", l_penalty_cacm}, {"weighted_sum", l_weighted_sum}, {NULL, NULL}};
   lua_pushcfunction(L, l_attention);
   lua_setfield(L, module, "attention");

@@ -13,7 +13,7 @@
 static const char *const KIND_NAMES[ACQ_M_KIND_COUNT] = {
   "conv2d", "batchnorm2d", "linear", "relu", "relu6", "maxpool2d",
   "global_avgpool", "flatten", "identity", "embedding", "leaky_relu", "tanh",
-  "upsample", "unflatten", "condbn", "sequential", "residual"};
+  "upsample", "unflatten", "condbn", "sequential", "residual", "gate"};
 
 const char *acq_mkind_name(acq_mkind k) {
   return (k >= 0 && k < ACQ_M_KIND_COUNT) ? KIND_NAMES[k] : "?";
@@ -236,7 +236,7 @@ int acq_condbn_new(atc_status *st, int64_t classes, int64_t c, double eps, doubl
 int acq_container_new(atc_status *st, acq_mkind kind, acq_module *const *children,
                       const char *const *names, int n, int nmain, int post_relu,
                       acq_module **res) {
-  if (kind != ACQ_M_SEQUENTIAL && kind != ACQ_M_RESIDUAL)
+  if (kind != ACQ_M_SEQUENTIAL && kind != ACQ_M_RESIDUAL && kind != ACQ_M_GATE)
     return set_error(st, ATC_ERR_ARG, "%s is not a container kind", acq_mkind_name(kind));
   if (nmain < 0 || nmain > n) return set_error(st, ATC_ERR_ARG, "%s", "residual: bad split");
   acq_module *m = alloc_module(st, kind);
@@ -259,6 +259,31 @@ int acq_container_new(atc_status *st, acq_mkind kind, acq_module *const *childre
   m->post_relu = post_relu;
   *res = m;
   return ok(st);
+}
+
+int acq_lka_new(atc_status *st, int64_t channels, int64_t k, int64_t d, acq_module **res) {
+  char msg[256];
+  if (channels <= 0 || k <= 0 || d <= 0) {
+    snprintf(msg, sizeof msg, "lka: channels, kernel and dilation must be positive, got %lld, %lld, %lld",
+             (long long)channels, (long long)k, (long long)d);
+    return set_error(st, ATC_ERR_ARG, "%s", msg);
+  }
+  int64_t k2 = (k + d - 1) / d;
+  if (k2 % 2 == 0) {
+    snprintf(msg, sizeof msg, "lka: kernel %lld / dilation %lld gives an even %lld x %lld dilated kernel "
+             "(no same padding); VAN uses 21 / 3", (long long)k, (long long)d, (long long)k2, (long long)k2);
+    return set_error(st, ATC_ERR_ARG, "%s", msg);
+  }
+  int64_t one[2] = {1, 1}, k0[2] = {2 * d - 1, 2 * d - 1}, p0[2] = {d - 1, d - 1};
+  int64_t ks[2] = {k2, k2}, ps[2] = {(k2 - 1) * d / 2, (k2 - 1) * d / 2}, ds[2] = {d, d}, zero[2] = {0, 0};
+  acq_module *c[3] = {NULL, NULL, NULL};
+  const char *names[3] = {"conv0", "conv_spatial", "conv1"};
+  int rc = acq_conv2d_new(st, channels, channels, k0, one, p0, one, channels, 1, &c[0]) ||
+           acq_conv2d_new(st, channels, channels, ks, one, ps, ds, channels, 1, &c[1]) ||
+           acq_conv2d_new(st, channels, channels, one, one, zero, one, 1, 1, &c[2]) ||
+           acq_container_new(st, ACQ_M_GATE, c, names, 3, 3, 0, res);
+  for (int i = 0; i < 3; i++) acq_module_free(c[i]);
+  return rc ? st->code : ok(st);
 }
 
 acq_module *acq_module_retain(acq_module *m) {
@@ -633,6 +658,10 @@ static int forward_module(atc_status *st, acq_fwd *c, acq_module *m, int from, i
     } else {
       y = s;
     }
+  } else if (m->kind == ACQ_M_GATE) {
+    atc_tensor *a = NULL;
+    rc = run_chain(st, c, m, 0, m->nchild, x, &a) || atc_binary(st, ATC_MUL, x, a, &y);
+    atc_tensor_free(a);
   } else {
     rc = forward_leaf(st, c, m, x, &y);
     if (rc && c->path[0]) {

@@ -39,6 +39,8 @@ typedef enum acq_mkind {
                            per-class scale and shift (the forward's labels) */
   ACQ_M_SEQUENTIAL,
   ACQ_M_RESIDUAL,
+  ACQ_M_GATE,           /* out = x * chain(x): the children in order give
+                           a multiplicative attention map (VAN's LKA)     */
   ACQ_M_KIND_COUNT
 } acq_mkind;
 
@@ -126,6 +128,14 @@ int acq_unflatten_new(atc_status *st, const int64_t *shape, int n, acq_module **
  * as GDFQ's CategoricalConditionalBatchNorm2d, plus the running buffers. */
 int acq_condbn_new(atc_status *st, int64_t classes, int64_t c, double eps,
                    double momentum, acq_module **m);
+/* Large-kernel attention (Guo et al., "Visual Attention Network", 2022):
+ * a GATE with children "conv0" (depthwise (2d-1)x(2d-1), padding d-1),
+ * "conv_spatial" (depthwise ceil(k/d) x ceil(k/d), dilation d, same
+ * padding) and "conv1" (1x1), which together see a k x k window at the cost
+ * of two depthwise convolutions; out = x * conv1(conv_spatial(conv0(x))).
+ * VAN uses k = 21, d = 3 (5x5, then 7x7 with dilation 3). ceil(k/d) must be
+ * odd. The children's names are VAN's AttentionModule's. */
+int acq_lka_new(atc_status *st, int64_t channels, int64_t k, int64_t d, acq_module **m);
 /* Containers take a reference to each child. names[i] may be NULL ("i"). */
 int acq_container_new(atc_status *st, acq_mkind kind, acq_module *const *children,
                       const char *const *names, int n, int nmain, int post_relu,
