@@ -74,10 +74,14 @@ local t, meta = acq.safetensors.load(path)
 local F, G, a = setup(meta.method, meta.shape, tonumber(meta.batch))
 F:load_state_dict(acq.safetensors.load(path, { prefix = "F." }), { strict = true })
 G:load_state_dict(acq.safetensors.load(path, { prefix = "G." }), { strict = true })
+-- ACQ_BENCH_DEVICE=cuda: everything on the GPU (bench/gpu.sh)
+local dev = os.getenv("ACQ_BENCH_DEVICE") or "cpu"
+a.device = dev
 local alg = A.new(a)
 local body = A.body(alg)
 for _, e in ipairs(alg.Q:named_modules("conv2d")) do
-  e[2]:set_act_bounds(assert(t["bounds." .. e[1] .. ".lo"]), t["bounds." .. e[1] .. ".hi"])
+  local lo, hi = assert(t["bounds." .. e[1] .. ".lo"]), t["bounds." .. e[1] .. ".hi"]
+  e[2]:set_act_bounds(lo:to { device = dev }, hi:to { device = dev })
 end
 
 local PHASES = { "G forward", "F + losses", "backward", "optimizer", "Q step" }
@@ -106,7 +110,7 @@ local function median(v)
   table.sort(v)
   return 1e3 * v[(#v + 1) // 2]
 end
-local out = { side = "acq", method = meta.method, shape = meta.shape, batch = tonumber(meta.batch),
+local out = { side = "acq", device = dev, method = meta.method, shape = meta.shape, batch = tonumber(meta.batch),
   threads = threads, ms = median(total), L_G = first.L_G, L_Q = first.L_Q, rss_mb = peak_rss_mb(), split = {} }
 for _, p in ipairs(PHASES) do out.split[p] = median(split[p]) end
 print(acq.json.encode(out))

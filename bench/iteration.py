@@ -5,6 +5,7 @@ shapes, coefficients, optimizers and random draws (torch's generator with
 the same seed gives the same samples as acq's). Prints one line of JSON like
 bench/iteration.lua's."""
 import json
+import os
 import sys
 import time
 
@@ -39,7 +40,10 @@ def main(path, iters, warmup, threads):
         if k.startswith("bounds.") and k.endswith(".lo"):
             name = k[len("bounds."):-len(".lo")]
             bounds[name] = (v, t["bounds." + name + ".hi"])
-    Q = A.quantize(F, bounds)
+    # ACQ_BENCH_DEVICE=cuda: the models on the GPU; draws on the host, as acq's
+    dev = torch.device(os.environ.get("ACQ_BENCH_DEVICE", "cpu"))
+    F, G = F.to(dev), G.to(dev)
+    Q = A.quantize(F, {k: (lo.to(dev), hi.to(dev)) for k, (lo, hi) in bounds.items()})
     optG = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
     optQ = torch.optim.SGD(Q.parameters(), lr=1e-4, momentum=0.9, nesterov=True, weight_decay=1e-4)
     rng = torch.Generator().manual_seed(7)
@@ -55,11 +59,11 @@ def main(path, iters, warmup, threads):
             lap[phase], last = now - last, now
 
         # 1. sample (z1, z2, y, p) in acq's order, then G
-        z1 = torch.randn(B, 100, generator=rng)
-        z2 = torch.randn(B, 100, generator=rng)
-        y = torch.randint(0, 10, (B,), generator=rng)
+        z1 = torch.randn(B, 100, generator=rng).to(dev)
+        z2 = torch.randn(B, 100, generator=rng).to(dev)
+        y = torch.randint(0, 10, (B,), generator=rng).to(dev)
         if method == "acq":
-            p = torch.randint(0, positions, (B,), generator=rng)
+            p = torch.randint(0, positions, (B,), generator=rng).to(dev)
             x1, x2 = G(z1, y, p), G(z2, y, p)
         else:
             x1 = G(z1, y)
@@ -87,6 +91,8 @@ def main(path, iters, warmup, threads):
         optQ.zero_grad()
         LQ.backward()
         optQ.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         mark("Q step")
         dt = time.perf_counter() - t0
         if i == 0:
@@ -99,7 +105,7 @@ def main(path, iters, warmup, threads):
     def median(v):
         v = sorted(v)
         return 1e3 * v[(len(v) - 1) // 2]
-    print(json.dumps({"side": "pytorch", "method": method, "shape": meta["shape"], "batch": B,
+    print(json.dumps({"side": "pytorch", "device": str(dev), "method": method, "shape": meta["shape"], "batch": B,
                       "threads": threads, "ms": median(total), "L_G": first[0], "L_Q": first[1],
                       "rss_mb": peak_rss_mb(), "split": {ph: median(split[ph]) for ph in PHASES}}))
 

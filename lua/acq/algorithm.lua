@@ -20,7 +20,11 @@
 --                extra field of the sample reaches G (its 4th argument), both
 --                objectives (c.b), the pictures and the checkpoint. ctx:
 --                {it, batch, classes, positions, latent, groups, generator,
---                device, prev (the last sample), fixed ({y, p} for pictures)}.
+--                prev (the last sample), fixed ({y, p} for pictures)}.
+--                Samplers draw on the host, from the run's CPU stream, and
+--                Alg:draw moves every tensor of the sample to the run's
+--                device: the same draws on every device, and a checkpoint
+--                of one device resumes on another.
 --   g_objective, q_objective   acq.objective tables of named terms;
 --   optG, optQ   optimizers, or functions (model) -> optimizer;
 --   lr_g, lr_q   numbers or schedules (functions of the iteration, acq.schedule);
@@ -32,6 +36,7 @@
 local acq = require "acq"
 local O = require "acq.objective"
 local S = require "acq.schedule"
+local dist = require "acq.dist"
 
 local A = {}
 
@@ -68,9 +73,15 @@ end
 -- seed = 0, classes (G's), groups = 2, target = "o_eval" | "labels",
 -- device, sampler, g_objective, q_objective, optG, optQ, lr_g, lr_q,
 -- input_range = {lo, hi} (the first layer's input bounds, not calibrated),
--- hooks, series, pictures, log_every = 10, iters}.
+-- hooks, series, pictures, log_every = 10, iters}. Inside a process group
+-- (acq.dist) the ranks keep in step: own sampling streams, averaged
+-- gradients, reduced bounds (see acq.dist).
 function A.new(a)
   local F, G = assert(a.F, "algorithm: F"), assert(a.G, "algorithm: G")
+  if a.device and a.device ~= "cpu" then -- everything the run creates lives there
+    F:to { device = a.device }
+    G:to { device = a.device }
+  end
   F:requires_grad_(false)
   local Q, plan = a.Q, a.plan
   if not Q then Q, plan = acq.quant.quantize(F, assert(a.bits, "algorithm: bits (or Q)")) end
@@ -79,7 +90,8 @@ function A.new(a)
     batch = assert(a.batch, "algorithm: batch"), warmup = assert(a.warmup, "algorithm: warmup"),
     seed = a.seed or 0, classes = a.classes or G.classes, groups = a.groups or 2,
     target = a.target or "o_eval", device = a.device, iters = a.iters, log_every = a.log_every or 10,
-    rng = acq.generator(a.seed or 0),
+    rng = acq.generator(dist.parallel() and dist.stream_seed(a.seed or 0) or (a.seed or 0)),
+    parallel = dist.parallel(),
     sampler = a.sampler or A.paired_sampler,
     g_objective = a.g_objective or error("algorithm: g_objective (acq.objective.acq_g(coef), ...)"),
     q_objective = a.q_objective or O.acq_q(),
@@ -100,6 +112,10 @@ function A.new(a)
     if type(h) ~= "table" or type(h.name) ~= "string" then error(("algorithm: hook %d needs a name"):format(i), 2) end
   end
   alg:apply_input_range()
+  if alg.parallel then -- every rank starts from rank 0's parameters
+    dist.sync(G:parameters())
+    dist.sync(Q:parameters())
+  end
   return alg
 end
 
@@ -140,14 +156,22 @@ end
 --- The sampler's context for iteration it (fixed: {y, p} for pictures).
 function Alg:sampler_context(it, fixed, generator)
   return { it = it, batch = self.batch, classes = self.classes, positions = self.G.positions,
-    latent = self.G.latent, groups = self.groups, generator = generator or self.rng, device = self.device,
+    latent = self.G.latent, groups = self.groups, generator = generator or self.rng,
     prev = self.last_sample, fixed = fixed }
 end
 
---- A sample table from the sampler (a function, or a table with draw).
+--- A sample table from the sampler (a function, or a table with draw),
+-- its tensors moved to the run's device.
 function Alg:draw(ctx)
-  if type(self.sampler) == "table" then return self.sampler:draw(ctx) end
-  return self.sampler(ctx)
+  local b
+  if type(self.sampler) == "table" then b = self.sampler:draw(ctx) else b = self.sampler(ctx) end
+  local dev = self.device
+  if dev and dev ~= "cpu" and type(b) == "table" then
+    for k, v in pairs(b) do
+      if acq.is_tensor(v) then b[k] = v:to { device = dev } end
+    end
+  end
+  return b
 end
 
 --- Step 1: a sample table {z1, z2, y, p, ...} from the sampler.
@@ -191,6 +215,7 @@ function Alg:g_step(b)
   self.mark "F + losses"
   self.optG:zero_grad()
   L:backward()
+  if self.parallel then dist.average_gradients(self.G:parameters()) end
   self.mark "backward"
   self.optG:step()
   self.mark "optimizer"
@@ -226,6 +251,7 @@ function Alg:q_step(c)
   local L, values, lv = self.q_objective:evaluate(c)
   self.optQ:zero_grad()
   L:backward()
+  if self.parallel then dist.average_gradients(self.Q:parameters()) end
   self.optQ:step()
   local row = self.row
   row[self.q_objective.name] = lv
@@ -299,6 +325,8 @@ function Alg:state()
   put(t, "optG.", self.optG:state_dict())
   put(t, "optQ.", self.optQ:state_dict())
   t["rng.sample"] = self.rng:state()
+  -- every rank's stream (a collective: every rank calls state together)
+  if self.parallel then t["rng.sample.ranks"] = dist.gather_rows(t["rng.sample"]) end
   for k, v in pairs(self.last_sample or {}) do
     if acq.is_tensor(v) and k ~= "x1" and k ~= "x2" then t["sample." .. k] = v:detach() end
   end
@@ -324,7 +352,18 @@ function Alg:load(t, meta, it, source)
   end
   self.optG:load_state_dict(sub(t, "optG."))
   self.optQ:load_state_dict(sub(t, "optQ."))
-  self.rng:set_state(t["rng.sample"])
+  local ranks = t["rng.sample.ranks"]
+  if self.parallel then
+    if not ranks or ranks:size(0) ~= dist.world() then
+      error(("this checkpoint was written by %s process%s, this run has %d: resume with as many"):format(
+        ranks and ranks:size(0) or 1, ranks and ranks:size(0) > 1 and "es" or "", dist.world()), 0)
+    end
+    self.rng:set_state(ranks[dist.rank()]:clone())
+  elseif ranks and ranks:size(0) > 1 then
+    error(("this checkpoint was written by %d processes: resume it with as many"):format(ranks:size(0)), 0)
+  else
+    self.rng:set_state(t["rng.sample"])
+  end
   local last = sub(t, "sample.")
   self.last_sample = next(last) and last or nil
   local function restore(prefix, target, loader)

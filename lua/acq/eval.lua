@@ -13,8 +13,12 @@ function E.accuracy(model, loader, o)
   o = o or {}
   local n, c1, c5 = 0, 0, 0
   local preds = {}
+  -- batches come from the host; they go where the model is
+  local p1 = model:parameters()[1]
+  local dev = p1 and p1:device() or "cpu"
   acq.no_grad(function()
     for x, y in loader do
+      if dev ~= "cpu" then x, y = x:to { device = dev }, y:to { device = dev } end
       -- Ctrl-C in a run (acq.catch_interrupts) stops an evaluation at once
       if acq.interrupted() then error("interrupted", 0) end
       local logits = model:forward(x, { bn = "eval" })
@@ -24,7 +28,7 @@ function E.accuracy(model, loader, o)
       c1 = c1 + pred:eq(y):sum():item()
       c5 = c5 + rank:lt(5):sum():item()
       n = n + y:shape()[1]
-      preds[#preds + 1] = pred
+      preds[#preds + 1] = dev ~= "cpu" and pred:cpu() or pred
       if o.progress then o.progress(n) end
     end
   end)

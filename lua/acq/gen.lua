@@ -100,6 +100,15 @@ function Generator:load_state_dict(t, opts)
   for _, n in ipairs(self.part_names) do self.parts[n]:load_state_dict(parts[n] or {}, opts) end
   return self.net:load_state_dict(own, opts)
 end
+--- Moves (or converts) every parameter and buffer, the constructor's
+-- modules too: opts as acq.Module's to ({device = "cuda"}, {dtype = "f64"}).
+-- Returns G.
+function Generator:to(opts)
+  self.net:to(opts)
+  for _, n in ipairs(self.part_names) do self.parts[n]:to(opts) end
+  return self
+end
+
 --- A description: kind, sizes and the layers.
 function Generator:__tostring()
   return ("acq generator (%s, %d classes, %d positions, latent %d, %dx%dx%d)\n%s")

@@ -21,7 +21,7 @@ acq.nn, acq.Tensor, acq.version = core.nn, core.Tensor, core.version
 local lazy = { models = true, quant = true, data = true, eval = true, export = true,
   loss = true, gen = true, image = true, progress = true, cli = true, recipe = true,
   objective = true, algorithm = true, run = true, schedule = true, strategy = true, pictures = true,
-  supervised = true, plot = true }
+  supervised = true, plot = true, dist = true }
 setmetatable(acq, {
   __index = function(t, k)
     if lazy[k] then

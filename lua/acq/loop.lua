@@ -83,14 +83,20 @@ function Run.loop(self, alg, body, a)
   alg.iters = o.iters
   alg.lr_scale = alg.lr_scale or 1
   local ckpt = dir .. "/checkpoint.safetensors"
+  -- ranks other than 0 write into a scratch folder of their own, and read
+  -- rank 0's checkpoint (the run folder's) when they resume
+  local src = self.source or dir
+  local follower = (self.rank or 0) > 0
+  if follower then a = { model = a.model } end -- rank 0 alone evaluates
   local start, elapsed0 = 0, 0
   if o.resume then
-    if not exists(ckpt) then R.die("--resume %s: no checkpoint.safetensors yet (the run stopped before its first)", dir) end
-    start, elapsed0 = load_checkpoint(ckpt, alg)
-    if start >= o.iters and exists(dir .. "/result.json") then
-      R.die("--resume %s: the run finished at iteration %d (result.json); give a larger --iters to train on", dir, start)
+    local from = src .. "/checkpoint.safetensors"
+    if not exists(from) then R.die("--resume %s: no checkpoint.safetensors yet (the run stopped before its first)", src) end
+    start, elapsed0 = load_checkpoint(from, alg)
+    if start >= o.iters and exists(src .. "/result.json") then
+      R.die("--resume %s: the run finished at iteration %d (result.json); give a larger --iters to train on", src, start)
     end
-    os.remove(dir .. "/result.json") -- the run is not finished any more
+    if not follower then os.remove(dir .. "/result.json") end -- the run is not finished any more
   end
   local logpath = dir .. "/metrics.jsonl"
   local log, rows = open_log(logpath, start)
@@ -130,7 +136,9 @@ function Run.loop(self, alg, body, a)
     say(("iteration %d: Q top-1 %.2f%%"):format(it, row.q_top1))
     alg:notify("on_eval", it, row)
   end
-  local function picture(it) P.draw_all(dir, alg, fixed, rows, self.name, it, say) end
+  local function picture(it)
+    if not follower then P.draw_all(dir, alg, fixed, rows, self.name, it, say) end
+  end
   -- The final evaluation completes the last iteration's row, already in the
   -- log: a run stopped during the evaluation resumes with it alone.
   local function final_evaluation(it, row)

@@ -19,8 +19,8 @@ function P.fixed_samples(alg)
       if G.positions then ps[#ps + 1] = math.floor((j - 0.5) * G.positions / ncol) end
     end
   end
-  local fixed = { y = acq.tensor(ys, { dtype = "i64", device = alg.device }),
-    p = G.positions and acq.tensor(ps, { dtype = "i64", device = alg.device }) or nil }
+  local fixed = { y = acq.tensor(ys, { dtype = "i64" }), -- on the host, as every draw (Alg:draw moves them)
+    p = G.positions and acq.tensor(ps, { dtype = "i64" }) or nil }
   local ctx = alg:sampler_context(0, fixed, acq.generator(alg.seed + 7919))
   ctx.batch = #ys
   local s = alg:draw(ctx)

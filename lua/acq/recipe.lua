@@ -46,6 +46,8 @@ R.options = {
   { "out", cli.none "path", "run folder (default: runs/<recipe>-<date>-<time>)" },
   { "resume", cli.none "path", "continue the run in this folder from its last checkpoint" },
   { "threads", 0, "CPU threads (0: one per processor)" },
+  { "device", "cpu", "where the run computes: cpu, cuda, cuda:N or auto (cuda when there is one)" },
+  { "dist_timeout", 300, "several processes: seconds a collective may wait for the other ranks before the run stops" },
   { "force", false, "start over in an --out folder that holds a run (its files are replaced)" },
   { "on_nan", "stop", "a NaN or Inf in a loss or the state: stop, or rollback (to the last checkpoint, learning rates halved)" },
   { "max_rollbacks", 3, "with --on-nan rollback: at most this many rollbacks" },
@@ -132,6 +134,7 @@ end
 
 --- F from --weights, or random weights (a pipeline check) with a note.
 function R.fp_model(o, model)
+  if o.device and o.device ~= "cpu" then model:to { device = o.device } end
   if o.weights then return R.load_weights(model, o.weights) end
   print("no --weights: F has random weights (a pipeline check, not a quantization)")
   return model
@@ -299,6 +302,7 @@ function R.start(name, spec, args, check)
           R.die("%s must be a finite number >= 0, got %s", flag(k), tostring(o[k]))
         end
       end
+      if o.dist_timeout and not (o.dist_timeout > 0) then R.die("--dist-timeout must be positive, got %s", tostring(o.dist_timeout)) end
       for _, k in ipairs { "eval_every", "threads", "seed", "val_images" } do
         if o[k] ~= nil and o[k] < 0 then R.die("%s must be at least 0, got %s", flag(k), tostring(o[k])) end
       end
@@ -325,9 +329,27 @@ function R.start(name, spec, args, check)
       if o.weights then R.need_file(o.weights, "--weights") end
       if o.val and not acq.isdir(o.val) and not exists(o.val) then R.die("--val %s: no such file or folder", o.val) end
       if o.data and o._given and o._given.data then R.need_dir(o.data, "--data") end
+      o.device = R.device(o.device)
       if check then check(o) end
     end,
   })
+end
+
+--- The device --device names, checked: "cpu", "cuda:N", or for "auto"
+-- cuda:0 when there is a CUDA device and cpu otherwise; a device this
+-- machine does not have is a one-line error (exit status 2).
+function R.device(s)
+  s = s or "cpu"
+  if s == "cpu" then return s end
+  if s == "auto" then return acq.cuda_is_available() and "cuda:0" or "cpu" end
+  local n = s == "cuda" and 0 or tonumber(s:match("^cuda:(%d+)$"))
+  if not n then R.die("--device must be cpu, cuda, cuda:N or auto, got '%s'", s) end
+  local count = acq.cuda_device_count()
+  if count == 0 then
+    R.die("--device %s: no CUDA device here (acq.cuda_device_count() is 0: no GPU, or a libtorch without CUDA)", s)
+  end
+  if n >= count then R.die("--device %s: this machine has %d CUDA device%s", s, count, count == 1 and "" or "s") end
+  return ("cuda:%d"):format(n)
 end
 
 --- The input range of images normalised with mean and std (lists, one

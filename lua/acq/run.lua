@@ -15,6 +15,7 @@
 -- --resume DIR continues from the checkpoint, bit for bit; Ctrl-C (or
 -- SIGTERM) finishes the current iteration, writes a checkpoint and stops.
 local acq = require "acq"
+local dist = require "acq.dist"
 
 local R = {}
 
@@ -111,7 +112,7 @@ R.Run = Run
 -- Options that do not change the computation, so a resume may change them.
 local HARMLESS = { iters = true, eval_every = true, log_every = true, ckpt_every = true,
   sample_every = true, threads = true, out = true, resume = true, force = true, on_nan = true,
-  max_rollbacks = true }
+  max_rollbacks = true, device = true, dist_timeout = true }
 -- Options that change what the checkpoint's tensors mean: a resume may not change them.
 local STRUCTURAL = { bits = true, model = true, classes = true, dataset = true }
 
@@ -205,7 +206,30 @@ function R.start(name, spec, args, hooks)
   end
   if opts.max_rollbacks ~= nil and opts.max_rollbacks < 0 then R.die("--max-rollbacks must be at least 0") end
   if hooks.check then hooks.check(opts) end
+  -- several processes (torchrun, Slurm, acqlua -n): join the group; rank 0
+  -- alone takes and writes the run folder
+  local env, rank = dist.env(), 0
+  if env and env.world > 1 then
+    if not (opts._given.out or opts.resume) then
+      R.die("%d processes: name the run folder with --out (or --resume); every rank must use the same one", env.world)
+    end
+    if opts.on_nan == "rollback" then R.die("--on-nan rollback runs in one process only (the ranks would part ways)") end
+    local okd, errd = pcall(dist.init, opts.dist_timeout)
+    if not okd then R.die("%d processes (%s): %s", env.world, env.launcher, tostring(errd)) end
+    rank = dist.rank()
+  end
   local dir = opts.out
+  if rank > 0 then
+    local scratch = os.tmpname()
+    os.remove(scratch)
+    acq.mkdir(scratch)
+    local r = setmetatable({ name = name, opts = opts, dir = scratch, source = dir, rank = rank }, Run)
+    local okb, errb = pcall(dist.barrier) -- rank 0 has taken the folder
+    if not okb then R.die("rank %d: rank 0 did not start the run: %s", rank, tostring(errb)) end
+    acq.set_num_threads(opts.threads and opts.threads > 0 and opts.threads or acq.cpu_count())
+    acq.manual_seed(opts.seed or 0)
+    return r
+  end
   if opts.resume then
     lock = take_lock(dir, "--resume")
     local record = { event = "resume", args = table.concat(args or {}, " ") }
@@ -234,9 +258,10 @@ function R.start(name, spec, args, hooks)
     acq.write_file(dir .. "/options.json", acq.json.encode(saved, { indent = 2 }) .. "\n")
     history(dir, { event = "start", args = table.concat(args or {}, " ") })
   end
+  if rank == 0 and dist.parallel() then dist.barrier() end -- the others may start
   acq.set_num_threads(opts.threads and opts.threads > 0 and opts.threads or acq.cpu_count())
   acq.manual_seed(opts.seed or 0)
-  return setmetatable({ name = name, opts = opts, dir = dir, lock = lock }, Run)
+  return setmetatable({ name = name, opts = opts, dir = dir, lock = lock, rank = 0 }, Run)
 end
 
 -- The loop, the metrics log and the checkpoints: acq.loop adds Run:loop.
@@ -245,6 +270,10 @@ require("acq.loop")(R, Run)
 --- Writes result.json (a summary of the run), the last file a run writes:
 -- its presence marks a finished run. Returns the summary.
 function Run:finish(summary)
+  if (self.rank or 0) > 0 then -- a follower's scratch folder goes; rank 0 writes the run's
+    os.execute("rm -rf '" .. self.dir .. "'")
+    return summary
+  end
   summary.dir = self.dir
   history(self.dir, { event = "finish", iter = self.opts.iters })
   acq.write_file(self.dir .. "/result.json", acq.json.encode(summary, { indent = 2 }) .. "\n")

@@ -82,6 +82,7 @@ void acqL_open_autograd(lua_State *L, int methods, int module);
 void acqL_open_optim(lua_State *L, int module);
 void acqL_open_runtime(lua_State *L, int module);
 void acqL_open_data(lua_State *L, int module);
+void acqL_open_dist(lua_State *L, int module);
 void acqL_open_pth(lua_State *L, int module);
 /* The bytes of the file at path as a string (pushed), gzip decompressed as
  * acq.read_file does; its length in *len (may be NULL). Raises

@@ -37,6 +37,7 @@ int luaopen_acq_core(lua_State *L) {
   acqL_open_module(L, module); /* acq.core.nn (layers) and acq.core.quant */
   acqL_open_loss(L, module);   /* acq.core.loss (and attention) */
   acqL_open_strategy(L, module);
+  acqL_open_dist(L, module);    /* acq.core.dist */
   /* the map and encoding functions belong with the functional ones */
   static const char *const moved[] = {"attention", "sincos2d"};
   for (int i = 0; i < 2; i++) {

@@ -56,10 +56,19 @@ void acq_fq_free(acq_fq *q) {
   free(q);
 }
 
+static acq_fq_reduce_fn reduce_fn = NULL;
+
+void acq_fq_set_reduce(acq_fq_reduce_fn fn) { reduce_fn = fn; }
+
 /* Calibration: running min/max (or EMA) of the per-layer bounds. */
 static int calibrate(atc_status *st, acq_fq *q, const atc_tensor *x) {
   atc_tensor *l = NULL, *u = NULL, *nl = NULL, *nu = NULL;
   if (atc_minmax_bounds(st, x, 0, &l, &u)) return st->code;
+  if (reduce_fn && reduce_fn(st, l, u)) {
+    atc_tensor_free(l);
+    atc_tensor_free(u);
+    return st->code;
+  }
   int rc = 0;
   if (!q->lo) {
     nl = l, nu = u, l = u = NULL;

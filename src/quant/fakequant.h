@@ -57,4 +57,12 @@ int acq_fq_set_bounds(atc_status *st, acq_fq *q, const atc_tensor *lo, const atc
  * (its bounds are the current weight's) unless OFF. */
 void acq_fq_set_state(acq_fq *q, acq_fq_state s);
 
+/* Calibration across processes: when set, every calibrating quantizer hands
+ * its batch's bounds (0-d lo, hi, its own tensors) to fn before it updates
+ * its running bounds; acq.dist sets a min/max all-reduce, so each layer is
+ * calibrated on the union of the ranks' batches, layer after layer, as one
+ * process would calibrate it. NULL: off. Process-wide. */
+typedef int (*acq_fq_reduce_fn)(atc_status *st, atc_tensor *lo, atc_tensor *hi);
+void acq_fq_set_reduce(acq_fq_reduce_fn fn);
+
 #endif /* ACQ_FAKEQUANT_H */

@@ -426,6 +426,24 @@ ATC_API int  atc_set_blas_threads(int n);
 ATC_API int  atc_cuda_device_count(void);         /* 0 without CUDA support */
 ATC_API const char *atc_version(void);            /* libtorch version       */
 
+/* ---- processes: one c10d process group (Gloo) per process --------------
+ * Rank 0 serves the TCP store at addr:port (unless serve_store is 0: a
+ * launcher's agent serves it, as torchrun's does with
+ * TORCHELASTIC_USE_AGENT_STORE); every collective waits at most
+ * timeout_s seconds (a failed or stopped rank is then an error, not a hang).
+ * all_reduce works in place on the n tensors (one flat buffer, one call). */
+/* AVG: the sum divided by the number of ranks */
+typedef enum atc_dist_op { ATC_DIST_SUM = 0, ATC_DIST_MIN = 1, ATC_DIST_MAX = 2, ATC_DIST_AVG = 3 } atc_dist_op;
+ATC_API int  atc_dist_init(atc_status *st, int rank, int world, const char *addr, int port,
+                           double timeout_s, int serve_store);
+ATC_API int  atc_dist_allreduce(atc_status *st, atc_tensor *const *ts, int n, int op);
+ATC_API int  atc_dist_broadcast(atc_status *st, atc_tensor *const *ts, int n, int root);
+ATC_API int  atc_dist_barrier(atc_status *st);
+ATC_API int  atc_dist_rank(void);   /* 0 without a group */
+ATC_API int  atc_dist_world(void);  /* 1 without a group */
+ATC_API int  atc_dist_active(void);
+ATC_API void atc_dist_destroy(void);
+
 #ifdef __cplusplus
 }
 #endif
