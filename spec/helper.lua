@@ -210,6 +210,17 @@ function H.code_lines(src)
   return n
 end
 
+--- Softmax of a plain Lua list at temperature T (default 1), in plain Lua
+-- arithmetic (the specs' independent reference).
+function H.softmax(v, T)
+  T = T or 1
+  local m, s, r = -math.huge, 0, {}
+  for _, x in ipairs(v) do m = math.max(m, x / T) end
+  for i, x in ipairs(v) do r[i] = math.exp(x / T - m); s = s + r[i] end
+  for i = 1, #r do r[i] = r[i] / s end
+  return r
+end
+
 --- A pcall that must fail; returns the message.
 function H.fails(fn, ...)
   local ok, err = pcall(fn, ...)

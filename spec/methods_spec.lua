@@ -8,13 +8,7 @@
 local acq = require "acq"
 local H = require "spec.helper"
 
-local function softmax(v, T)
-  local m, s, r = -math.huge, 0, {}
-  for _, x in ipairs(v) do m = math.max(m, x / T) end
-  for i, x in ipairs(v) do r[i] = math.exp(x / T - m); s = s + r[i] end
-  for i = 1, #r do r[i] = r[i] / s end
-  return r
-end
+local softmax = H.softmax
 
 local function kl(p, q)
   local s = 0

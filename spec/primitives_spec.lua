@@ -9,14 +9,7 @@ local acq = require "acq"
 local H = require "spec.helper"
 
 -- plain-Lua softmax of a list
-local function softmax(v, T)
-  T = T or 1
-  local m, s, r = -math.huge, 0, {}
-  for _, x in ipairs(v) do m = math.max(m, x / T) end
-  for i, x in ipairs(v) do r[i] = math.exp(x / T - m); s = s + r[i] end
-  for i = 1, #r do r[i] = r[i] / s end
-  return r
-end
+local softmax = H.softmax
 
 describe("soft-label cross-entropy", function()
   it("is -mean_i sum_k p_ik log softmax(l)_ik, with finite-difference gradients", function()

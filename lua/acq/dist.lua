@@ -18,8 +18,10 @@
 --     ranks' batch minima and the max of their maxima before it updates,
 --     layer after layer inside the forward (as one process calibrating on
 --     the union of the batches);
---   * BN statistics of L_BNS and the penalties are each rank's own (each
---     rank's batch is a paper's batch);
+--   * BN statistics of L_BNS and the F^train penalties are each rank's own
+--     (each rank's batch is a paper's batch), or with {sync_stats = true}
+--     (--sync-stats) those of the union of the ranks' batches, as
+--     SyncBatchNorm computes them (one differentiable all-reduce a layer);
 --   * rank 0 alone writes the run folder; a checkpoint holds every rank's
 --     stream, and every rank resumes from it;
 --   * every collective waits at most --dist-timeout seconds: a rank that
@@ -57,8 +59,9 @@ function D.env()
 end
 
 --- Joins the process group the environment describes (a no-op for a lone
--- process or a world of 1). Returns the env table or nil.
-function D.init(timeout_s)
+-- process or a world of 1); opts.sync_stats: synchronised BN statistics.
+-- Returns the env table or nil.
+function D.init(timeout_s, opts)
   local e = D.env()
   if not e or e.world <= 1 or D.active() then return e end
   if e.rank < 0 or e.rank >= e.world then
@@ -68,6 +71,7 @@ function D.init(timeout_s)
   local agent = os.getenv("TORCHELASTIC_USE_AGENT_STORE") == "True"
   core.dist.init(e.rank, e.world, e.addr, e.port, timeout_s or 300, not agent)
   core.dist.reduce_calibration(true)
+  core.dist.sync_stats(opts and opts.sync_stats or false)
   return e
 end
 

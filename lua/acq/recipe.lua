@@ -48,6 +48,7 @@ R.options = {
   { "threads", 0, "CPU threads (0: one per processor)" },
   { "device", "cpu", "where the run computes: cpu, cuda, cuda:N or auto (cuda when there is one)" },
   { "dist_timeout", 300, "several processes: seconds a collective may wait for the other ranks before the run stops" },
+  { "sync_stats", false, "several processes: BN statistics of L_BNS and F^train over every rank's batch (as SyncBatchNorm), not each rank's own" },
   { "force", false, "start over in an --out folder that holds a run (its files are replaced)" },
   { "on_nan", "stop", "a NaN or Inf in a loss or the state: stop, or rollback (to the last checkpoint, learning rates halved)" },
   { "max_rollbacks", 3, "with --on-nan rollback: at most this many rollbacks" },

@@ -214,7 +214,7 @@ function R.start(name, spec, args, hooks)
       R.die("%d processes: name the run folder with --out (or --resume); every rank must use the same one", env.world)
     end
     if opts.on_nan == "rollback" then R.die("--on-nan rollback runs in one process only (the ranks would part ways)") end
-    local okd, errd = pcall(dist.init, opts.dist_timeout)
+    local okd, errd = pcall(dist.init, opts.dist_timeout, { sync_stats = opts.sync_stats })
     if not okd then R.die("%d processes (%s): %s", env.world, env.launcher, tostring(errd)) end
     rank = dist.rank()
   end

@@ -2,16 +2,17 @@
 --   acqlua spec/dist/worker.lua allreduce OUT     (in a process group)
 --   acqlua spec/dist/worker.lua steps OUT B K     (in a group: batch B per rank;
 --                                                  alone: WORLD ranks' batches at once)
--- steps runs K iterations of Algorithm 1 (GDFQ's objective with its BN
--- term over each rank's batch, warm-up 1) and saves G's and Q's
--- parameters to OUT.
+-- steps runs K iterations of Algorithm 1 (GDFQ's objective plus an F^train
+-- CE penalty, warm-up 1) and saves G's and Q's parameters to OUT. The BN
+-- statistics are each rank's own (alone: over each stand-in rank's batch),
+-- or with SYNC=1 those of all ranks' batches (alone: of the whole batch).
 local acq = require "acq"
 local dist = require "acq.dist"
 local A = require "acq.algorithm"
 local O = require "acq.objective"
 
 local mode, out = arg[1], arg[2]
-dist.init(30)
+dist.init(30, { sync_stats = os.getenv("SYNC") == "1" })
 
 if mode == "allreduce" then
   local r, W = dist.rank(), dist.world()
@@ -33,14 +34,15 @@ acq.set_num_threads(1)
 acq.manual_seed(11)
 local F = acq.models.resnet20 { classes = 10, in_channels = 1 }
 local G = acq.gen.gdfq { classes = 10, size = 16, channels = 1 }
-local parts = dist.parallel() and 1 or W
+local sync = os.getenv("SYNC") == "1"
+local parts = (dist.parallel() or sync) and 1 or W
 
 -- the same objective in both: CE over all samples, BNS averaged over the
 -- ranks' batches (each rank's batch statistics)
 local function chunks(x, fn)
   local n = x:size(0) // parts
   local s = 0
-  for i = 0, parts - 1 do s = s + fn(x:narrow(0, i * n, n)) end
+  for i = 0, parts - 1 do s = s + fn(x:narrow(0, i * n, n), i * n, n) end
   return s / parts
 end
 local LG = O.new("L_G", {
@@ -49,6 +51,11 @@ local LG = O.new("L_G", {
     return chunks(c.x, function(x)
       local _, aux = c.F:forward(x, { bn = "eval", stats = true })
       return (acq.loss.bns(aux.stats, { reduction = "mean" }))
+    end)
+  end },
+  { name = "Pen_CE", weight = 0.5, fn = function(c) -- F^train: BN on batch statistics
+    return chunks(c.x, function(x, at, n)
+      return acq.loss.ce((c.F:forward(x, { bn = "batch" })), c.y:narrow(0, at, n))
     end)
   end },
 })
@@ -77,7 +84,10 @@ if not dist.parallel() then
 end
 
 local alg = A.new { F = F, G = Gx, bits = "w4a4", batch = B, warmup = 1, seed = 0, groups = 1, target = "labels",
-  g_objective = LG, q_objective = O.acq_q { tau = 1 }, sampler = sampler }
+  g_objective = LG, q_objective = O.acq_q { tau = 1 }, sampler = sampler,
+  -- SGD for G: Adam would blow the float noise of gradients that are zero in
+  -- exact arithmetic (conv biases before a BN) up to whole steps
+  optG = function(g) return acq.optim.sgd(g:parameters(), { lr = 0.01, momentum = 0.9 }) end }
 for it = 1, K do alg:iteration(it, A.body(alg)) end
 
 local t = {}

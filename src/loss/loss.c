@@ -410,19 +410,28 @@ out:
 }
 
 /* ---- eq. (9) --------------------------------------------------------------------- */
+/* What KD and DKD check: student and teacher logits [N,K] alike, finite,
+ * N > 0, a positive temperature. */
+static int check_distill(atc_status *st, const char *what, const atc_tensor *q, const atc_tensor *f,
+                         double T, atc_meta *mq) {
+  atc_meta mf;
+  int rc;
+  if ((rc = check_float(st, "student logits", q, 2, mq)) || (rc = check_float(st, "teacher logits", f, 2, &mf)) ||
+      (rc = same_shape(st, "student logits", mq, "teacher logits", &mf)))
+    return rc;
+  if (!(T > 0) || !isfinite(T)) return argf(st, "temperature %g must be positive", T);
+  if (mq->sizes[0] == 0) return argf(st, "empty batch");
+  if ((rc = acq_check_finite(st, what, "student logits", q))) return rc;
+  return acq_check_finite(st, what, "teacher logits", f);
+}
+
 int acq_loss_kd(atc_status *st, const atc_tensor *q, const atc_tensor *f, double T,
                 atc_tensor **loss) {
   static const char *what = "L_KD";
   scope s = {0};
-  atc_meta mq, mf;
+  atc_meta mq;
   int rc;
-  R(check_float(st, "student logits", q, 2, &mq));
-  R(check_float(st, "teacher logits", f, 2, &mf));
-  R(same_shape(st, "student logits", &mq, "teacher logits", &mf));
-  if (!(T > 0) || !isfinite(T)) BAD("temperature %g must be positive", T);
-  if (mq.sizes[0] == 0) BAD("empty batch");
-  R(acq_check_finite(st, what, "student logits", q));
-  R(acq_check_finite(st, what, "teacher logits", f));
+  R(check_distill(st, what, q, f, T, &mq));
   atc_tensor **fd = slot(&s), **qs = slot(&s), **fs = slot(&s), **lq = slot(&s), **lf = slot(&s);
   atc_tensor **pf = slot(&s), **d = slot(&s), **pd = slot(&s), **sum = slot(&s), **kd = slot(&s);
   R(atc_detach(st, f, fd));
@@ -483,18 +492,12 @@ int acq_loss_dkd(atc_status *st, const atc_tensor *q, const atc_tensor *f, const
                  atc_tensor **nckd) {
   static const char *what = "L_DKD";
   scope s = {0};
-  atc_meta mq, mf;
+  atc_meta mq;
   int rc;
-  R(check_float(st, "student logits", q, 2, &mq));
-  R(check_float(st, "teacher logits", f, 2, &mf));
-  R(same_shape(st, "student logits", &mq, "teacher logits", &mf));
-  if (!(T > 0) || !isfinite(T)) BAD("temperature %g must be positive", T);
+  R(check_distill(st, what, q, f, T, &mq));
   if (!isfinite(alpha) || !isfinite(beta)) BAD("alpha %g and beta %g must be finite", alpha, beta);
-  if (mq.sizes[0] == 0) BAD("empty batch");
   if (mq.sizes[1] < 2) BAD("needs at least 2 classes, got %lld", (long long)mq.sizes[1]);
   R(check_index(st, "label", target, mq.sizes[0], mq.sizes[1], "number of classes"));
-  R(acq_check_finite(st, what, "student logits", q));
-  R(acq_check_finite(st, what, "teacher logits", f));
   atc_tensor **fd = slot(&s), **qs = slot(&s), **fs = slot(&s), **oh = slot(&s), **gt = slot(&s);
   atc_tensor **other = slot(&s), **ps = slot(&s), **pt = slot(&s);
   R(atc_detach(st, f, fd));

@@ -8,6 +8,7 @@
  */
 #include "acqL.h"
 #include "fakequant.h"
+#include "module.h"
 
 #include <string.h>
 
@@ -135,10 +136,46 @@ static int l_reduce_calibration(lua_State *L) {
   return 0;
 }
 
+/* mean, var of this rank's batch -> those of the union of the ranks'
+ * batches (equal sizes): the ranks' mean of [mean, var + mean^2], one
+ * differentiable collective, then var = E[x^2] - mean^2 */
+static int sync_stats(atc_status *st, atc_tensor **mean, atc_tensor **var) {
+  atc_tensor *m2 = NULL, *ex2 = NULL, *stk = NULL, *g = NULL, *gm = NULL, *ge = NULL, *gm2 = NULL, *gv = NULL;
+  const atc_tensor *pair[2];
+  int rc = atc_unary(st, ATC_SQUARE, *mean, &m2) || atc_binary(st, ATC_ADD, *var, m2, &ex2);
+  if (!rc) {
+    pair[0] = *mean;
+    pair[1] = ex2;
+    rc = atc_stack(st, pair, 2, 0, &stk) || atc_dist_mean(st, stk, &g) || atc_select(st, g, 0, 0, &gm) ||
+         atc_select(st, g, 0, 1, &ge) || atc_unary(st, ATC_SQUARE, gm, &gm2) ||
+         atc_binary(st, ATC_SUB, ge, gm2, &gv);
+  }
+  atc_tensor_free(m2), atc_tensor_free(ex2), atc_tensor_free(stk), atc_tensor_free(g), atc_tensor_free(gm2);
+  if (rc) {
+    atc_tensor_free(gm), atc_tensor_free(gv);
+    return st->code;
+  }
+  atc_tensor_free(*mean);
+  atc_tensor_free(*var);
+  *mean = gm;
+  *var = gv;
+  return ATC_OK;
+}
+
+/***
+ * dist.sync_stats(on): while on, BN batch statistics are those of the union of the ranks' batches: the statistics recorded for L_BNS (stats = true) and the normalisation of F^train (bn = "batch"), as SyncBatchNorm; differentiable
+ * @function sync_stats
+ */
+static int l_sync_stats(lua_State *L) {
+  acq_set_stats_sync(lua_toboolean(L, 1) ? sync_stats : NULL);
+  return 0;
+}
+
 void acqL_open_dist(lua_State *L, int module) {
   static const luaL_Reg fns[] = {{"init", l_init},       {"all_reduce", l_all_reduce}, {"broadcast", l_broadcast},
                                  {"barrier", l_barrier}, {"rank", l_rank},             {"world", l_world},
                                  {"active", l_active},   {"destroy", l_destroy},       {"reduce_calibration", l_reduce_calibration},
+                                 {"sync_stats", l_sync_stats},
                                  {NULL, NULL}};
   lua_newtable(L);
   acqL_setfuncs(L, lua_gettop(L), fns);

@@ -183,19 +183,22 @@ static int readlist(lua_State *L, int idx, acq_module **mods, const char **names
 
 #define MAX_CHILDREN 256
 
+/* A container of kind over the list at index 1 (sequential, gate). */
+static int chain_new(lua_State *L, acq_mkind kind, const char *what) {
+  acq_module *mods[MAX_CHILDREN];
+  const char *names[MAX_CHILDREN];
+  int n = readlist(L, 1, mods, names, MAX_CHILDREN, what);
+  atc_status st;
+  acq_module *m = NULL;
+  int rc = acq_container_new(&st, kind, mods, names, n, n, 0, &m);
+  return finish_new(L, &st, rc, &m, what);
+}
+
 /***
  * acq.nn.sequential{m1, {"name", m2}, ...} -> a container running its children in order; unnamed children are named "0", "1", ...
  * @function sequential
  */
-static int l_sequential(lua_State *L) {
-  acq_module *mods[MAX_CHILDREN];
-  const char *names[MAX_CHILDREN];
-  int n = readlist(L, 1, mods, names, MAX_CHILDREN, "nn.sequential");
-  atc_status st;
-  acq_module *m = NULL;
-  int rc = acq_container_new(&st, ACQ_M_SEQUENTIAL, mods, names, n, n, 0, &m);
-  return finish_new(L, &st, rc, &m, "nn.sequential");
-}
+static int l_sequential(lua_State *L) { return chain_new(L, ACQ_M_SEQUENTIAL, "nn.sequential"); }
 
 /***
  * acq.nn.residual(main, shortcut [, {relu = true}]) -> out = relu(main(x) + shortcut(x)); both are lists as in sequential, shortcut nil or {} for the identity.
@@ -217,15 +220,7 @@ static int l_residual(lua_State *L) {
  * acq.nn.gate{m1, {"name", m2}, ...} -> out = x * chain(x): the children, in order, compute a multiplicative attention map of the input (same shape as x, or broadcastable to it).
  * @function gate
  */
-static int l_gate(lua_State *L) {
-  acq_module *mods[MAX_CHILDREN];
-  const char *names[MAX_CHILDREN];
-  int n = readlist(L, 1, mods, names, MAX_CHILDREN, "nn.gate");
-  atc_status st;
-  acq_module *m = NULL;
-  int rc = acq_container_new(&st, ACQ_M_GATE, mods, names, n, n, 0, &m);
-  return finish_new(L, &st, rc, &m, "nn.gate");
-}
+static int l_gate(lua_State *L) { return chain_new(L, ACQ_M_GATE, "nn.gate"); }
 
 /***
  * acq.nn.lka(channels [, {kernel = 21, dilation = 3}]) -> large-kernel attention (VAN): a gate whose map is conv1(conv_spatial(conv0(x))), a depthwise (2d-1)^2 convolution, a depthwise ceil(k/d)^2 convolution with dilation d and a 1x1 convolution, together a k x k receptive field.

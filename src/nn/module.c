@@ -440,6 +440,10 @@ void acq_fwd_clear(acq_fwd *c) {
   c->features = NULL;
 }
 
+static acq_stats_sync_fn stats_sync = NULL;
+
+void acq_set_stats_sync(acq_stats_sync_fn fn) { stats_sync = fn; }
+
 /* eq. (6) needs the mean and the biased variance of each BN input over N,H,W. */
 static int record_stats(atc_status *st, acq_fwd *c, acq_module *m, const atc_tensor *x) {
   if (c->nstats == c->capstats) {
@@ -452,12 +456,43 @@ static int record_stats(atc_status *st, acq_fwd *c, acq_module *m, const atc_ten
   atc_tensor *mean = NULL, *var = NULL;
   if ((c->record == ACQ_RECORD_SAMPLE ? atc_sample_stats : atc_channel_stats)(st, x, &mean, &var))
     return st->code;
+  if (stats_sync && c->record != ACQ_RECORD_SAMPLE && stats_sync(st, &mean, &var)) {
+    atc_tensor_free(mean);
+    atc_tensor_free(var);
+    return st->code;
+  }
   acq_bnstat *s = &c->stats[c->nstats++];
   s->bn = m;
   snprintf(s->path, sizeof s->path, "%s", c->path);
   s->mean = mean;
   s->var = var;
   return ATC_OK;
+}
+
+/* BN with the synchronised batch statistics of x (acq_set_stats_sync):
+ * (x - mean) / sqrt(var + eps) * w + b, on the graph. */
+static int bn_synced(atc_status *st, acq_module *m, const atc_tensor *x, const atc_tensor *w,
+                     const atc_tensor *b, atc_tensor **out) {
+  atc_tensor *mean = NULL, *var = NULL, *mv = NULL, *vv = NULL, *ve = NULL, *is = NULL;
+  atc_tensor *d = NULL, *n = NULL, *wv = NULL, *bv = NULL, *nw = NULL;
+  atc_meta xm;
+  if (atc_tensor_meta(st, x, &xm)) return st->code;
+  int64_t sh[4] = {1, xm.sizes[1], 1, 1};
+  int nd = xm.ndim == 4 ? 4 : 2;
+  atc_scalar eps = {0, 0, m->eps};
+  int rc = atc_channel_stats(st, x, &mean, &var) || stats_sync(st, &mean, &var) ||
+           atc_view(st, mean, sh, nd, &mv) || atc_view(st, var, sh, nd, &vv) ||
+           atc_binary_scalar(st, ATC_ADD, vv, eps, 0, &ve) || atc_unary(st, ATC_RSQRT, ve, &is) ||
+           atc_binary(st, ATC_SUB, x, mv, &d) || atc_binary(st, ATC_MUL, d, is, &n);
+  if (!rc && w) rc = atc_view(st, w, sh, nd, &wv) || atc_view(st, b, sh, nd, &bv) ||
+                     atc_binary(st, ATC_MUL, n, wv, &nw) || atc_binary(st, ATC_ADD, nw, bv, out);
+  if (!rc && !w) {
+    *out = n;
+    n = NULL;
+  }
+  atc_tensor *all[] = {mean, var, mv, vv, ve, is, d, n, wv, bv, nw};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) atc_tensor_free(all[i]);
+  return rc ? st->code : ATC_OK;
 }
 
 static int forward_bn(atc_status *st, acq_fwd *c, acq_module *m, const atc_tensor *x,
@@ -471,6 +506,7 @@ static int forward_bn(atc_status *st, acq_fwd *c, acq_module *m, const atc_tenso
     case ACQ_BN_EVAL:
       return atc_batch_norm(st, x, w, b, rm, rv, 0, m->momentum, m->eps, out);
     case ACQ_BN_BATCH: /* F^train: batch statistics, running stats untouched */
+      if (stats_sync) return bn_synced(st, m, x, w, b, out);
       return atc_batch_norm(st, x, w, b, NULL, NULL, 1, m->momentum, m->eps, out);
     default: {
       if (atc_batch_norm(st, x, w, b, rm, rv, 1, m->momentum, m->eps, out)) return st->code;

@@ -172,6 +172,15 @@ int acq_module_forward_range(atc_status *st, acq_fwd *c, acq_module *m, int from
 /* Index of the child called name, or -1. */
 int acq_module_child_index(const acq_module *m, const char *name);
 
+/* Synchronised batch statistics across processes: when set, fn replaces a
+ * BN input's batch mean and biased variance ([C] each, on the graph) by
+ * those of the union of every process's batch (acq.dist). It applies to
+ * the statistics recorded for eq. (6) (stats = true, not per sample) and
+ * to the normalisation of BN layers in ACQ_BN_BATCH mode (F^train), as
+ * SyncBatchNorm does; NULL: each process's own. Process-wide. */
+typedef int (*acq_stats_sync_fn)(atc_status *st, atc_tensor **mean, atc_tensor **var);
+void acq_set_stats_sync(acq_stats_sync_fn fn);
+
 /* Every BN layer below m runs in mode (acq_bn_mode) whatever a forward asks;
  * mode -1 lets the forward decide again. */
 void acq_module_fix_bn(acq_module *m, int mode);

@@ -439,6 +439,9 @@ ATC_API int  atc_dist_init(atc_status *st, int rank, int world, const char *addr
 ATC_API int  atc_dist_allreduce(atc_status *st, atc_tensor *const *ts, int n, int op);
 ATC_API int  atc_dist_broadcast(atc_status *st, atc_tensor *const *ts, int n, int root);
 ATC_API int  atc_dist_barrier(atc_status *st);
+/* The mean of x over the ranks (same shape everywhere), differentiable: its
+ * backward averages the gradients over the ranks too. */
+ATC_API int  atc_dist_mean(atc_status *st, const atc_tensor *x, atc_tensor **out);
 ATC_API int  atc_dist_rank(void);   /* 0 without a group */
 ATC_API int  atc_dist_world(void);  /* 1 without a group */
 ATC_API int  atc_dist_active(void);

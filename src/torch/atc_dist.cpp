@@ -9,6 +9,7 @@
 #include <ATen/ops/cat.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <chrono>
 #include <memory>
@@ -115,6 +116,43 @@ int atc_dist_allreduce(atc_status *st, atc_tensor *const *ts, int n, int op) {
   ATC_END(st)
 }
 
+namespace {
+
+// y = the mean of x over the ranks, on the autograd graph: the backward
+// averages the incoming gradients over the ranks the same way (each rank's
+// loss reads the same y; with the parameters' gradients then averaged,
+// every rank ends with the gradient of the mean of the ranks' objectives).
+struct RankMean : public torch::autograd::Function<RankMean> {
+  static at::Tensor forward(torch::autograd::AutogradContext *, const at::Tensor &x) {
+    Group &g = need_group("dist.mean");
+    std::vector<at::Tensor> v{x.detach().clone()};
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    o.timeout = g.timeout;
+    wait(g, g.pg->allreduce(v, o), "dist.mean");
+    return v[0].div_(static_cast<double>(g.world));
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *,
+                                                 torch::autograd::variable_list grads) {
+    Group &g = need_group("dist.mean (backward)");
+    std::vector<at::Tensor> v{grads[0].contiguous().clone()};
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    o.timeout = g.timeout;
+    wait(g, g.pg->allreduce(v, o), "dist.mean (backward)");
+    return {v[0].div_(static_cast<double>(g.world))};
+  }
+};
+
+}  // namespace
+
+int atc_dist_mean(atc_status *st, const atc_tensor *x, atc_tensor **out) {
+  ATC_TRY
+  at::Tensor in = T(x);  // an at::Tensor: apply() sees a Borrowed as a non-tensor argument
+  put(out, RankMean::apply(in));
+  ATC_END(st)
+}
+
 int atc_dist_broadcast(atc_status *st, atc_tensor *const *ts, int n, int root) {
   ATC_TRY
   Group &g = need_group("dist.broadcast");
@@ -150,6 +188,7 @@ int atc_dist_init(atc_status *st, int, int, const char *, int, double, int) { re
 int atc_dist_allreduce(atc_status *st, atc_tensor *const *, int, int) { return fail(st, ATC_ERR_ARG, kNone); }
 int atc_dist_broadcast(atc_status *st, atc_tensor *const *, int, int) { return fail(st, ATC_ERR_ARG, kNone); }
 int atc_dist_barrier(atc_status *st) { return fail(st, ATC_ERR_ARG, kNone); }
+int atc_dist_mean(atc_status *st, const atc_tensor *, atc_tensor **) { return fail(st, ATC_ERR_ARG, kNone); }
 int atc_dist_rank(void) { return 0; }
 int atc_dist_world(void) { return 1; }
 int atc_dist_active(void) { return 0; }
