@@ -41,6 +41,7 @@ recipe.main(function()
   if res.interrupted then return "interrupted" end
   run:finish { fp_top1 = fp_top1, q_top1 = res.q_top1, q_top5 = res.q_top5, bits = o.bits, strategy = o.strategy,
     iters = res.iter, seconds = res.elapsed, fp_seconds = fp_seconds, export = res.export }
-  print(("FP32 %.2f%%   %s %.2f%%   (%s, %d iterations, %s; run folder %s)"):format(fp_top1, o.bits, res.q_top1,
-    o.strategy, res.iter, acq.progress.hms(res.elapsed), run.dir))
+  print(("FP32 %.2f%%   %s %s   (%s, %d iterations, %s; run folder %s)"):format(fp_top1, o.bits,
+    res.q_top1 and ("%.2f%%"):format(res.q_top1) or "- (evaluated by rank 0)", o.strategy, res.iter,
+    acq.progress.hms(res.elapsed), run.dir))
 end)
