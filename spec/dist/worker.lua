@@ -88,7 +88,17 @@ local alg = A.new { F = F, G = Gx, bits = "w4a4", batch = B, warmup = 1, seed = 
   -- SGD for G: Adam would blow the float noise of gradients that are zero in
   -- exact arithmetic (conv biases before a BN) up to whole steps
   optG = function(g) return acq.optim.sgd(g:parameters(), { lr = 0.01, momentum = 0.9 }) end }
-for it = 1, K do alg:iteration(it, A.body(alg)) end
+local function rss_mb()
+  local f = io.open("/proc/self/status")
+  local kb = f and f:read("a"):match("VmRSS:%s*(%d+)")
+  if f then f:close() end
+  return kb and tonumber(kb) / 1024 or 0
+end
+local rss = {}
+for it = 1, K do
+  alg:iteration(it, A.body(alg))
+  if it == 5 or it == K then collectgarbage(); rss[#rss + 1] = rss_mb() end
+end
 
 local t = {}
 for _, e in ipairs(G:named_parameters()) do t["G." .. e[1]] = e[2] end
@@ -96,4 +106,5 @@ for _, e in ipairs(alg.Q:named_parameters()) do t["Q." .. e[1]] = e[2] end
 for _, b in ipairs(alg.Q:act_bounds()) do
   if b.lo then t["bounds." .. b.name .. ".lo"], t["bounds." .. b.name .. ".hi"] = b.lo, b.hi end
 end
-acq.safetensors.save(("%s.%d"):format(out, dist.rank()), t)
+acq.safetensors.save(("%s.%d"):format(out, dist.rank()), t,
+  { rss_growth_mb = tostring(#rss == 2 and rss[2] - rss[1] or 0) })

@@ -151,6 +151,7 @@ static int sync_stats(atc_status *st, atc_tensor **mean, atc_tensor **var) {
          atc_binary(st, ATC_SUB, ge, gm2, &gv);
   }
   atc_tensor_free(m2), atc_tensor_free(ex2), atc_tensor_free(stk), atc_tensor_free(g), atc_tensor_free(gm2);
+  atc_tensor_free(ge);
   if (rc) {
     atc_tensor_free(gm), atc_tensor_free(gv);
     return st->code;
