@@ -425,33 +425,6 @@ static int check_distill(atc_status *st, const char *what, const atc_tensor *q, 
   return acq_check_finite(st, what, "teacher logits", f);
 }
 
-int acq_loss_kd(atc_status *st, const atc_tensor *q, const atc_tensor *f, double T,
-                atc_tensor **loss) {
-  static const char *what = "L_KD";
-  scope s = {0};
-  atc_meta mq;
-  int rc;
-  R(check_distill(st, what, q, f, T, &mq));
-  atc_tensor **fd = slot(&s), **qs = slot(&s), **fs = slot(&s), **lq = slot(&s), **lf = slot(&s);
-  atc_tensor **pf = slot(&s), **d = slot(&s), **pd = slot(&s), **sum = slot(&s), **kd = slot(&s);
-  R(atc_detach(st, f, fd));
-  R(atc_binary_scalar(st, ATC_DIV, q, D(T), 0, qs));
-  R(atc_binary_scalar(st, ATC_DIV, *fd, D(T), 0, fs));
-  R(atc_softmax(st, *qs, 1, 1, lq));
-  R(atc_softmax(st, *fs, 1, 1, lf));
-  R(atc_unary(st, ATC_EXP, *lf, pf));
-  R(atc_binary(st, ATC_SUB, *lf, *lq, d));
-  R(atc_binary(st, ATC_MUL, *pf, *d, pd));
-  R(atc_reduce(st, ATC_SUM, *pd, NULL, 0, 0, sum));
-  R(atc_binary_scalar(st, ATC_MUL, *sum, D(T * T / (double)mq.sizes[0]), 0, kd));
-  *loss = take(kd);
-out:
-  return finish(st, &s, what, rc);
-}
-
-#define ACQ_PI 3.14159265358979323846
-
-/* ---- decoupled knowledge distillation ------------------------------------------- */
 /* sum(t * (log t - log s)) * scale over every element, from probabilities
  * (binary parts, clamped away from 0) or from log-probabilities. */
 static int kl_sum(atc_status *st, scope *s, const atc_tensor *pt, const atc_tensor *lt,
@@ -466,6 +439,38 @@ static int kl_sum(atc_status *st, scope *s, const atc_tensor *pt, const atc_tens
   return ATC_OK;
 }
 
+/* KL(softmax(ft) || softmax(qt)) summed over every element, times scale,
+ * from logits already divided by the temperature (ft: the teacher's, detached). */
+static int kl_logits(atc_status *st, scope *s, const atc_tensor *qt, const atc_tensor *ft, double scale,
+                     atc_tensor ***out) {
+  atc_tensor **lq = slot(s), **lf = slot(s), **pf = slot(s);
+  int rc;
+  if ((rc = atc_softmax(st, qt, 1, 1, lq)) || (rc = atc_softmax(st, ft, 1, 1, lf)) ||
+      (rc = atc_unary(st, ATC_EXP, *lf, pf)))
+    return rc;
+  return kl_sum(st, s, *pf, *lf, *lq, scale, out);
+}
+
+int acq_loss_kd(atc_status *st, const atc_tensor *q, const atc_tensor *f, double T,
+                atc_tensor **loss) {
+  static const char *what = "L_KD";
+  scope s = {0};
+  atc_meta mq;
+  int rc;
+  R(check_distill(st, what, q, f, T, &mq));
+  atc_tensor **fd = slot(&s), **qs = slot(&s), **fs = slot(&s), **kd;
+  R(atc_detach(st, f, fd));
+  R(atc_binary_scalar(st, ATC_DIV, q, D(T), 0, qs));
+  R(atc_binary_scalar(st, ATC_DIV, *fd, D(T), 0, fs));
+  R(kl_logits(st, &s, *qs, *fs, T * T / (double)mq.sizes[0], &kd));
+  *loss = take(kd);
+out:
+  return finish(st, &s, what, rc);
+}
+
+#define ACQ_PI 3.14159265358979323846
+
+/* ---- decoupled knowledge distillation ------------------------------------------- */
 /* [p_t, p_o] of softmax probabilities p [N,K] and the target mask gt, clamped
  * at 1e-30 (so a certain teacher gives 0 log 0 = 0, not NaN); log too. */
 static int binary_split(atc_status *st, scope *s, const atc_tensor *p, const atc_tensor *gt,
@@ -515,14 +520,11 @@ int acq_loss_dkd(atc_status *st, const atc_tensor *q, const atc_tensor *f, const
   R(binary_split(st, &s, *pt, *gt, *other, &bf, &lbf));
   R(kl_sum(st, &s, *bf, *lbf, *lbq, scale, &tk));
   /* NCKD: the distributions over the non-target classes */
-  atc_tensor **big = slot(&s), **qm = slot(&s), **fm = slot(&s), **lq = slot(&s), **lf = slot(&s), **pf = slot(&s);
+  atc_tensor **big = slot(&s), **qm = slot(&s), **fm = slot(&s);
   R(atc_binary_scalar(st, ATC_MUL, *gt, D(1000.0), 0, big));
   R(atc_binary(st, ATC_SUB, *qs, *big, qm));
   R(atc_binary(st, ATC_SUB, *fs, *big, fm));
-  R(atc_softmax(st, *qm, 1, 1, lq));
-  R(atc_softmax(st, *fm, 1, 1, lf));
-  R(atc_unary(st, ATC_EXP, *lf, pf));
-  R(kl_sum(st, &s, *pf, *lf, *lq, scale, &nk));
+  R(kl_logits(st, &s, *qm, *fm, scale, &nk));
   atc_tensor **a = slot(&s), **b = slot(&s), **sum = slot(&s);
   R(atc_binary_scalar(st, ATC_MUL, *tk, D(alpha), 0, a));
   R(atc_binary_scalar(st, ATC_MUL, *nk, D(beta), 0, b));
