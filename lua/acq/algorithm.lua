@@ -75,7 +75,7 @@ end
 -- input_range = {lo, hi} (the first layer's input bounds, not calibrated),
 -- hooks, series, pictures, log_every = 10, iters}. Inside a process group
 -- (acq.dist) the ranks keep in step: own sampling streams, averaged
--- gradients, reduced bounds (see acq.dist).
+-- gradients, calibration on every rank's batch (see acq.dist).
 function A.new(a)
   local F, G = assert(a.F, "algorithm: F"), assert(a.G, "algorithm: G")
   if a.device and a.device ~= "cpu" then -- everything the run creates lives there
@@ -85,13 +85,14 @@ function A.new(a)
   F:requires_grad_(false)
   local Q, plan = a.Q, a.plan
   if not Q then Q, plan = acq.quant.quantize(F, assert(a.bits, "algorithm: bits (or Q)")) end
+  local parallel = dist.parallel()
   local alg = setmetatable({
     F = F, G = G, Q = Q, plan = plan, bits = a.bits,
     batch = assert(a.batch, "algorithm: batch"), warmup = assert(a.warmup, "algorithm: warmup"),
     seed = a.seed or 0, classes = a.classes or G.classes, groups = a.groups or 2,
     target = a.target or "o_eval", device = a.device, iters = a.iters, log_every = a.log_every or 10,
-    rng = acq.generator(dist.parallel() and dist.stream_seed(a.seed or 0) or (a.seed or 0)),
-    parallel = dist.parallel(),
+    rng = acq.generator(parallel and dist.stream_seed(a.seed or 0) or (a.seed or 0)),
+    parallel = parallel,
     sampler = a.sampler or A.paired_sampler,
     g_objective = a.g_objective or error("algorithm: g_objective (acq.objective.acq_g(coef), ...)"),
     q_objective = a.q_objective or O.acq_q(),

@@ -6,7 +6,7 @@
 --   Slurm      SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID (MASTER_ADDR and
 --              MASTER_PORT from the job script, or SLURM_LAUNCH_NODE_IPADDR
 --              and 29500)
---   acqlua -n  the torchrun variables, set by acqlua for its N children
+--   bench/launch.sh -n N   the torchrun variables, for N local processes
 -- With several processes (acq.run does this for every recipe):
 --   * each rank draws its own z, y, p from a stream of seed + 1000003 rank,
 --     so --batch is the batch of one process;
@@ -90,11 +90,9 @@ function D.average_gradients(params)
   D.all_reduce(gs, "avg")
 end
 
---- Makes every rank's tensors rank 0's (the parameters at the start).
+--- Makes every rank's tensors (a list) rank 0's (the parameters at the start).
 function D.sync(tensors)
-  local c = {}
-  for _, t in ipairs(tensors) do c[#c + 1] = t end
-  if #c > 0 then D.broadcast(c, 0) end
+  if #tensors > 0 then D.broadcast(tensors, 0) end
 end
 
 --- Every rank's copy of t (a 1-D tensor of the same size on each rank) as

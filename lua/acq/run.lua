@@ -206,7 +206,7 @@ function R.start(name, spec, args, hooks)
   end
   if opts.max_rollbacks ~= nil and opts.max_rollbacks < 0 then R.die("--max-rollbacks must be at least 0") end
   if hooks.check then hooks.check(opts) end
-  -- several processes (torchrun, Slurm, acqlua -n): join the group; rank 0
+  -- several processes (torchrun, Slurm, bench/launch.sh): join the group; rank 0
   -- alone takes and writes the run folder
   local env, rank = dist.env(), 0
   if env and env.world > 1 then
@@ -218,19 +218,14 @@ function R.start(name, spec, args, hooks)
     if not okd then R.die("%d processes (%s): %s", env.world, env.launcher, tostring(errd)) end
     rank = dist.rank()
   end
-  local dir = opts.out
-  if rank > 0 then
-    local scratch = os.tmpname()
-    os.remove(scratch)
-    acq.mkdir(scratch)
-    local r = setmetatable({ name = name, opts = opts, dir = scratch, source = dir, rank = rank }, Run)
+  local dir, source = opts.out, nil
+  if rank > 0 then -- a scratch folder of its own; rank 0's run folder is read on resume
+    source, dir = dir, os.tmpname()
+    os.remove(dir)
+    acq.mkdir(dir)
     local okb, errb = pcall(dist.barrier) -- rank 0 has taken the folder
     if not okb then R.die("rank %d: rank 0 did not start the run: %s", rank, tostring(errb)) end
-    acq.set_num_threads(opts.threads and opts.threads > 0 and opts.threads or acq.cpu_count())
-    acq.manual_seed(opts.seed or 0)
-    return r
-  end
-  if opts.resume then
+  elseif opts.resume then
     lock = take_lock(dir, "--resume")
     local record = { event = "resume", args = table.concat(args or {}, " ") }
     if next(changed) then record.changed = changed end
@@ -261,7 +256,7 @@ function R.start(name, spec, args, hooks)
   if rank == 0 and dist.parallel() then dist.barrier() end -- the others may start
   acq.set_num_threads(opts.threads and opts.threads > 0 and opts.threads or acq.cpu_count())
   acq.manual_seed(opts.seed or 0)
-  return setmetatable({ name = name, opts = opts, dir = dir, lock = lock, rank = 0 }, Run)
+  return setmetatable({ name = name, opts = opts, dir = dir, source = source, lock = lock, rank = rank }, Run)
 end
 
 -- The loop, the metrics log and the checkpoints: acq.loop adds Run:loop.

@@ -53,9 +53,10 @@ local LG = O.new("L_G", {
       return (acq.loss.bns(aux.stats, { reduction = "mean" }))
     end)
   end },
-  { name = "Pen_CE", weight = 0.5, fn = function(c) -- F^train: BN on batch statistics
+  { name = "Pen_CE", weight = 0.5, fn = function(c) -- F^train: BN on batch statistics, which it records too
     return chunks(c.x, function(x, at, n)
-      return acq.loss.ce((c.F:forward(x, { bn = "batch" })), c.y:narrow(0, at, n))
+      local logits, aux = c.F:forward(x, { bn = "batch", stats = true })
+      return acq.loss.ce(logits, c.y:narrow(0, at, n)) + 0.1 * acq.loss.bns(aux.stats, { reduction = "mean" })
     end)
   end },
 })

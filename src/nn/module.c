@@ -470,9 +470,10 @@ static int record_stats(atc_status *st, acq_fwd *c, acq_module *m, const atc_ten
 }
 
 /* BN with the synchronised batch statistics of x (acq_set_stats_sync):
- * (x - mean) / sqrt(var + eps) * w + b, on the graph. */
+ * (x - mean) / sqrt(var + eps) * w + b, on the graph. rec: this layer's
+ * statistics just recorded (already synchronised), or NULL to compute them. */
 static int bn_synced(atc_status *st, acq_module *m, const atc_tensor *x, const atc_tensor *w,
-                     const atc_tensor *b, atc_tensor **out) {
+                     const atc_tensor *b, const acq_bnstat *rec, atc_tensor **out) {
   atc_tensor *mean = NULL, *var = NULL, *mv = NULL, *vv = NULL, *ve = NULL, *is = NULL;
   atc_tensor *d = NULL, *n = NULL, *wv = NULL, *bv = NULL, *nw = NULL;
   atc_meta xm;
@@ -480,8 +481,9 @@ static int bn_synced(atc_status *st, acq_module *m, const atc_tensor *x, const a
   int64_t sh[4] = {1, xm.sizes[1], 1, 1};
   int nd = xm.ndim == 4 ? 4 : 2;
   atc_scalar eps = {0, 0, m->eps};
-  int rc = atc_channel_stats(st, x, &mean, &var) || stats_sync(st, &mean, &var) ||
-           atc_view(st, mean, sh, nd, &mv) || atc_view(st, var, sh, nd, &vv) ||
+  int rc = rec ? atc_tensor_alias(st, rec->mean, &mean) || atc_tensor_alias(st, rec->var, &var)
+               : atc_channel_stats(st, x, &mean, &var) || stats_sync(st, &mean, &var);
+  rc = rc || atc_view(st, mean, sh, nd, &mv) || atc_view(st, var, sh, nd, &vv) ||
            atc_binary_scalar(st, ATC_ADD, vv, eps, 0, &ve) || atc_unary(st, ATC_RSQRT, ve, &is) ||
            atc_binary(st, ATC_SUB, x, mv, &d) || atc_binary(st, ATC_MUL, d, is, &n);
   if (!rc && w) rc = atc_view(st, w, sh, nd, &wv) || atc_view(st, b, sh, nd, &bv) ||
@@ -506,7 +508,9 @@ static int forward_bn(atc_status *st, acq_fwd *c, acq_module *m, const atc_tenso
     case ACQ_BN_EVAL:
       return atc_batch_norm(st, x, w, b, rm, rv, 0, m->momentum, m->eps, out);
     case ACQ_BN_BATCH: /* F^train: batch statistics, running stats untouched */
-      if (stats_sync) return bn_synced(st, m, x, w, b, out);
+      /* with the statistics recorded (F^train's Pen_BNS), one synchronisation serves both */
+      if (stats_sync)
+        return bn_synced(st, m, x, w, b, c->record == ACQ_RECORD_BATCH ? &c->stats[c->nstats - 1] : NULL, out);
       return atc_batch_norm(st, x, w, b, NULL, NULL, 1, m->momentum, m->eps, out);
     default: {
       if (atc_batch_norm(st, x, w, b, rm, rv, 1, m->momentum, m->eps, out)) return st->code;
