@@ -72,6 +72,187 @@ function H.rel(actual, expected, rtol, what, operands)
   return H.close(actual, expected, rtol, rtol * m, what)
 end
 
+--- Monte Carlo arithmetic (Parker, 1997): t with every element perturbed
+-- by a uniform relative error of up to `ulps` float32 units in the last place
+-- (2^-24 each). A float32 implementation's rounding inside a computation acts
+-- like such perturbations of its operands; where a quantity jumps under them
+-- (a ReLU, a max or an argmax within roundoff of its kink), any correct float32
+-- implementation may land on either side. Integer tensors are returned as is.
+H.MCA_ULPS = 16
+function H.perturb(t, ulps)
+  local dt = t:dtype()
+  if dt ~= "f32" and dt ~= "f64" then return t end
+  local u = (acq.rand(t:shape()) * 2 - 1):to { dtype = dt }
+  return t + t * u * ((ulps or H.MCA_ULPS) * 2 ^ -24)
+end
+
+--- The Monte Carlo spread of a computation: run(false) is the plain result
+-- (a list of tensors), run(true) the same computation on perturbed operands
+-- (the caller applies H.perturb). Returns the plain results and, for each,
+-- the largest elementwise |perturbed - plain| over `trials` runs, per row
+-- of dimension 0 (a row is one sample: a kink moves a whole sample). The
+-- stream is seeded, so the spread is the same on every run of a machine.
+function H.spread(run, trials)
+  local base = run(false)
+  local spread = {}
+  for i, b in ipairs(base) do spread[i] = acq.zeros({ b:size(0) }, { dtype = "f64" }) end
+  acq.manual_seed(20261207)
+  for _ = 1, trials or 6 do
+    for i, r in ipairs(run(true)) do
+      spread[i] = acq.maximum(spread[i], (r:double() - base[i]:double()):abs():flatten(1):amax(1))
+    end
+  end
+  return base, spread
+end
+
+--- A float result against the reference where float32 is ill-defined at some
+-- rows: |a - e| <= rtol * max|e| + 2 * spread[row] elementwise, spread from
+-- H.spread. A row whose spread exceeds `kink` (default 100 * rtol * max|e|)
+-- sits at a kink; at most half the rows may, or the comparison would be
+-- vacuous. Returns the number of kink rows.
+function H.rows_within_spread(actual, expected, spread, rtol, what)
+  local m = 0
+  for _, v in ipairs(flatten(expected)) do m = math.max(m, math.abs(v)) end
+  local n = actual:size(0)
+  local kinks = 0
+  local sp = spread:totable()
+  for r = 0, n - 1 do
+    if sp[r + 1] > 100 * rtol * m then kinks = kinks + 1 end
+    H.close(actual[r], expected[r], 0, rtol * m + 2 * sp[r + 1],
+      ("%s, row %d (Monte Carlo spread %.3g)"):format(what, r, sp[r + 1]))
+  end
+  assert(kinks <= n // 2, ("%s: %d of %d rows at a kink: the comparison says nothing"):format(what, kinks, n))
+  return kinks
+end
+
+--- The rule of every golden comparison of a quantized network.
+--
+-- A b-bit rounding turns a 1-ulp difference of its input into a whole
+-- quantization step, so a quantity downstream of a rounding is compared only
+-- where the rounding's inputs are well defined:
+--
+-- 1. Bounds that acq calibrates are float32 results (the min and max of an
+--    activation) and are compared as such (H.rel, rtol 1e-5 at the bounds'
+--    magnitude), never exactly: two correct kernels differ there by an ulp.
+-- 2. The roundings are tested alone and bit-exactly on the reference's own
+--    inputs and bounds (codes, fake-quantized weights and activations).
+-- 3. Q's forward runs with the reference's bounds injected (H.inject_bounds),
+--    so no calibration roundoff enters. Its logits are compared row by row
+--    at rtol 1e-5 (H.quantized_logits). A row that differs must be explained
+--    by one-level changes of fc's input codes at ties -- elements whose
+--    value x/s - b lies within float32 roundoff of a rounding boundary -- and
+--    the ties are counted; any other difference fails, so a wrong sign, axis
+--    or an off-by-one level at an element that is not a tie does.
+-- 4. Quantities over the whole batch (the losses, the weight gradients) are
+--    computed from well-defined inputs: the losses on the reference's logits,
+--    Q's weight gradients by back-propagating the reference's dL/dlogits
+--    through acq's Q (the straight-through quantizers make the backward
+--    independent of fc's input codes), with each tie's known effect on fc's
+--    weight gradient added back.
+--
+-- A float result that is not quantized but crosses kinks (ReLU, max) in
+-- float32 is judged by its Monte Carlo spread (H.spread).
+--
+-- H.inject_bounds(Q, lo, hi): sets the activation bounds of Q's quantizers
+-- (in Q:act_bounds() order) to the tensors lo[i], hi[i] and freezes them.
+function H.inject_bounds(Q, lo, hi)
+  local by = {}
+  for _, e in ipairs(Q:named_modules("conv2d")) do by[e[1]] = e[2] end
+  for i, b in ipairs(Q:act_bounds()) do by[b.name]:set_act_bounds(lo[i - 1], hi[i - 1]) end
+  Q:quant_state "frozen"
+  return Q
+end
+
+--- Q's logits on x against the reference's, row by row, under rule 3 above.
+-- Q is a ResNet whose tapped features are average-pooled into fc (its last
+-- quantizer). Returns the logits and the list of ties {row, col, delta,
+-- scale} (delta: the reference's code minus acq's at fc's input element col
+-- of that row). Raises with the first rows that no tie explains. tie_eps
+-- replaces the tie margin (in code units), for the rule's own spec.
+function H.quantized_logits(Q, x, expected, what, rtol, tie_eps)
+  rtol = rtol or 1e-5
+  what = what or "logits"
+  local q, aux = Q:forward(x, { features = true })
+  local bnds = Q:act_bounds()
+  local fb = bnds[#bnds]
+  assert(fb.name == "fc", "H.quantized_logits: the last quantizer is " .. fb.name .. ", not fc")
+  local levels = 2 ^ fb.bits - 1
+  local s = acq.clamp(fb.hi - fb.lo, 1e-8, math.huge) / levels -- float32, as acq and the reference
+  local b = fb.lo / s + 2 ^ (fb.bits - 1)
+  local t = aux.features:mean({ 2, 3 }) / s - b                -- [N, C] in code units
+  local codes = acq.clamp(acq.round(t), -2 ^ (fb.bits - 1), 2 ^ (fb.bits - 1) - 1)
+  local wc, ws, wb = Q.fc:weight_codes()
+  local W = ((wc:double() + wb:double()) * ws:double()):totable() -- fc's fake-quantized weight [K, C]
+  local sv, bv = s:item(), b:item()
+  local tt, ct = t:double():totable(), codes:double():totable()
+  local qv, ev = q:double():totable(), expected:double():totable()
+  local m = 0
+  for _, row in ipairs(ev) do for _, v in ipairs(row) do m = math.max(m, math.abs(v)) end end
+  local tol = rtol * m
+  local ties, bad = {}, {}
+  local function fits(r, cand)
+    for k = 1, #ev[r] do
+      local d = ev[r][k] - qv[r][k]
+      for _, c in ipairs(cand) do d = d - c.delta * sv * W[k][c.col] end
+      if math.abs(d) > tol then return false end
+    end
+    return true
+  end
+  for r = 1, #ev do
+    if not fits(r, {}) then
+      -- float32 error of t: the mean of the pooled features carries a few
+      -- ulps of its operands (the features' magnitude, in code units, and b)
+      local fmax = 0
+      for _, v in ipairs(tt[r]) do fmax = math.max(fmax, math.abs(v)) end
+      local eps = tie_eps or 64 * 2 ^ -24 * (fmax + math.abs(bv) + 1)
+      local cand = {}
+      for c = 1, #tt[r] do
+        local frac = tt[r][c] - math.floor(tt[r][c])
+        local delta = tt[r][c] >= ct[r][c] and 1 or -1
+        local other = ct[r][c] + delta
+        if math.abs(frac - 0.5) <= eps and other >= -2 ^ (fb.bits - 1) and other <= 2 ^ (fb.bits - 1) - 1 then
+          cand[#cand + 1] = { row = r - 1, col = c, delta = delta, scale = sv }
+        end
+      end
+      local found
+      for i = 1, #cand do
+        if fits(r, { cand[i] }) then found = { cand[i] } break end
+        for j = i + 1, #cand do
+          if fits(r, { cand[i], cand[j] }) then found = { cand[i], cand[j] } break end
+        end
+        if found then break end
+      end
+      if found then
+        for _, c in ipairs(found) do ties[#ties + 1] = c end
+      else
+        bad[#bad + 1] = ("  row %d: got %s, expected %s (%d ties at fc's input, none explains it)")
+          :format(r - 1, table.concat(qv[r], " ", 1, math.min(4, #qv[r])),
+            table.concat(ev[r], " ", 1, math.min(4, #ev[r])), #cand)
+      end
+    end
+  end
+  if #bad > 0 then
+    error(("%s: %d of %d rows differ beyond rtol %g and are not explained by ties:\n%s")
+      :format(what, #bad, #ev, rtol, table.concat(bad, "\n", 1, math.min(5, #bad))), 2)
+  end
+  return q, ties
+end
+
+--- fc's weight gradient of the reference, from acq's: each tie (a one-level
+-- change of fc's input code col in row r) adds dL/dlogits[r] * delta * s to
+-- column col. g: dL/dlogits [N, K]; grad: acq's [K, C]. Returns a new tensor.
+function H.tie_corrected_fc_grad(grad, g, ties)
+  local out = grad:double():clone()
+  local gv = g:double():totable()
+  for _, t in ipairs(ties) do
+    for k = 1, #gv[t.row + 1] do
+      local e = out[k - 1][t.col - 1]
+      e:fill_(e:item() + gv[t.row + 1][k] * t.delta * t.scale)
+    end
+  end
+  return out
+end
+
 -- The reference values (spec/fixtures/golden.md says how they were made and
 -- the choices where the paper is ambiguous); ACQ_GOLDEN names another file
 -- of the same layout.

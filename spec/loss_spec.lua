@@ -124,30 +124,58 @@ describe("losses against the reference", function()
     H.rel(x2:grad(), G["grad.L_G_cifar10.x2"], 1e-4, "dL_G/dx2")
   end)
 
-  it("gradients in float32 agree to float32 roundoff", function()
-    -- In float32 one sample's gradient differs from the float64 reference by
-    -- 0.4 % of the largest entry; Debian's PyTorch in float32 gives the same
-    -- (see the issue note). A sign or axis error would be O(1).
-    local x1, x2 = G["in.x1"]:clone():requires_grad_(true), G["in.x2"]:clone():requires_grad_(true)
-    local L = loss.g_objective(F, { x1 = x1, x2 = x2, y = G["in.y"], p = G["in.p"],
-      z1 = G["in.z1"], z2 = G["in.z2"] }, loss.coefficients("cifar10"))
-    L:backward()
-    H.rel(x1:grad(), G["grad.L_G_cifar10.x1"], 1e-4, "dL_G/dx1 f32")
-    H.rel(x2:grad(), G["grad.L_G_cifar10.x2"], 0.02, "dL_G/dx2 f32")
+  it("gradients in float32 agree with the reference within their Monte Carlo spread", function()
+    -- A float32 forward of F crosses ReLU kinks (a pre-activation within
+    -- roundoff of 0) that float64 does not, and whose side depends on the
+    -- kernels: a sample's whole gradient then moves by up to 2 % of the
+    -- largest entry (seen on AVX-512 for x2[3], on AVX2 for x1[3]). Each
+    -- sample is judged by how far its gradient moves when F's weights and x
+    -- are perturbed by 16 float32 ulps (H.spread); a sign or axis error is O(1).
+    local fpw = acq.safetensors.load(H.GOLDEN, { prefix = "fp." })
+    local function run(perturbed)
+      local Fp = F
+      if perturbed then
+        Fp = acq.models.resnet20 { classes = 10, in_channels = 3 }
+        local w = {}
+        for k, v in pairs(fpw) do w[k] = H.perturb(v) end
+        Fp:load_state_dict(w)
+        Fp:requires_grad_(false)
+      end
+      local pr = perturbed and H.perturb or function(t) return t:clone() end
+      local x1, x2 = pr(G["in.x1"]):requires_grad_(true), pr(G["in.x2"]):requires_grad_(true)
+      local L = loss.g_objective(Fp, { x1 = x1, x2 = x2, y = G["in.y"], p = G["in.p"],
+        z1 = G["in.z1"], z2 = G["in.z2"] }, loss.coefficients("cifar10"))
+      L:backward()
+      return { x1:grad(), x2:grad() }
+    end
+    local base, spread = H.spread(run)
+    local k1 = H.rows_within_spread(base[1], G["grad.L_G_cifar10.x1"], spread[1], 1e-4, "dL_G/dx1 f32")
+    local k2 = H.rows_within_spread(base[2], G["grad.L_G_cifar10.x2"], spread[2], 1e-4, "dL_G/dx2 f32")
+    -- not vacuous: a sign error fails even at a kink
+    assert.truthy(H.fails(H.rows_within_spread, -base[1], G["grad.L_G_cifar10.x1"], spread[1], 1e-4, "-dL_G/dx1"))
+    print(("# float32 dL_G/dx: %d + %d of 8 samples at a kink"):format(k1, k2))
   end)
 
-  it("eq. (16) and KD with temperature (T^2 included)", function()
-    local Q = acq.quant.quantize(F, "w4a4")
-    Q:forward(x)
-    Q:quant_state "frozen"
-    local f, q = F:forward(x), Q:forward(x)
-    local L, T = loss.q_objective(q, f, f:argmax(1))
+  it("eq. (16) and KD with temperature (T^2 included), on the reference's logits", function()
+    -- Q's own logits are quant_spec's (downstream of 4-bit roundings); the
+    -- objective is tested on well-defined inputs: the reference's logits
+    local q = G["q.logits"]:clone():requires_grad_(true)
+    local f = G["q.f_logits"]
+    local L, T = loss.q_objective(q, f, G["q.target"])
     H.rel(L, G["q.L_Q"], 1e-5, "L_Q")
     H.rel(T.L_CE, G["q.L_CE"], 1e-5, "L_CE")
     H.rel(T.L_KD, G["q.L_KD"], 1e-5, "L_KD")
     H.rel(loss.kd(q, f, { T = 4 }), G["q.L_KD_T4"], 1e-5, "L_KD_T4")
+    -- dL_Q/dlogits by hand: (softmax(q) - onehot(target)) / N + (softmax(q) - softmax(f)) / N
     L:backward()
-    H.rel(Q.fc:state_dict().weight:grad(), G["q.grad.fc.weight"], 1e-5, "grad fc")
+    local qv, fv, tv = q:totable(), f:double():totable(), G["q.target"]:totable()
+    local e = {}
+    for i = 1, 8 do
+      local sq, sf = H.softmax(qv[i]), H.softmax(fv[i])
+      e[i] = {}
+      for k = 1, 10 do e[i][k] = ((sq[k] - (k - 1 == tv[i] and 1 or 0)) + (sq[k] - sf[k])) / 8 end
+    end
+    H.close(q:grad(), e, 1e-5, 1e-7, "dL_Q/dq")
   end)
 end)
 

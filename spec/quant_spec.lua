@@ -93,14 +93,17 @@ describe("quant spec grammar", function()
   end)
 end)
 
-describe("Q = quantize(F, 'w4a4') with the reference weights", function()
+describe("Q = quantize(F, 'w4a4') with the reference weights (spec/helper.lua's rule for quantized networks)", function()
   local F = H.golden_fp()
   local x = H.golden_x()
   local Q = acq.quant.quantize(F, "w4a4")
   Q:forward(x) -- calibration on [x1; x2]
   Q:quant_state "frozen"
+  -- the reference's bounds injected: every rounding below sees the
+  -- reference's own scale and offset
+  local R = H.inject_bounds(acq.quant.quantize(F, "w4a4"), G["q.act_lo"], G["q.act_hi"])
 
-  it("has 22 quantizers whose bounds after calibration are the reference's", function()
+  it("has 22 quantizers whose calibrated bounds are the reference's to float32 roundoff", function()
     local b = Q:act_bounds()
     assert.equal(22, #b)
     assert.equal("conv", b[1].name)
@@ -108,8 +111,14 @@ describe("Q = quantize(F, 'w4a4') with the reference weights", function()
     assert.equal("fc", b[22].name)
     local lo, hi = {}, {}
     for i, e in ipairs(b) do lo[i], hi[i] = e.lo:item(), e.hi:item() end
-    H.equal(lo, G["q.act_lo"], "act_lo")
-    H.equal(hi, G["q.act_hi"], "act_hi")
+    -- each bound is the min or max of a float32 activation: judged at the
+    -- magnitude of the bounds (rule 1)
+    local m = math.max(G["q.act_lo"]:abs():max():item(), G["q.act_hi"]:abs():max():item())
+    H.rel(lo, G["q.act_lo"], 1e-5, "act_lo", m)
+    H.rel(hi, G["q.act_hi"], 1e-5, "act_hi", m)
+    -- the bounds calibrated from the image itself are exact (no arithmetic)
+    assert.equal(G["q.act_lo"]:totable()[1], lo[1])
+    assert.equal(G["q.act_hi"]:totable()[1], hi[1])
   end)
 
   it("frozen bounds do not move", function()
@@ -119,15 +128,38 @@ describe("Q = quantize(F, 'w4a4') with the reference weights", function()
     assert.equal(G["q.act_lo"]:totable()[1], lo)
   end)
 
-  it("Q logits, L_CE, L_KD, L_Q and the weight gradients through the straight-through quantizers", function()
+  it("Q logits with the reference's bounds: every row the reference's, or a counted tie at fc's input", function()
     local f = F:forward(x)
     H.rel(f, G["q.f_logits"], 1e-5, "f_logits")
-    local target = f:argmax(1)
-    H.equal(target, G["q.target"], "target")
-    local q = Q:forward(x)
-    H.rel(q, G["q.logits"], 1e-5, "q.logits")
+    H.equal(f:argmax(1), G["q.target"], "target")
+    local q, ties = H.quantized_logits(R, x, G["q.logits"], "q.logits")
+    assert.is_true(#ties <= 2, #ties .. " ties")
+    -- the rule itself: one level more at fc's input element 5 of row 2 (not a
+    -- tie) fails; declared a tie (every element within reach), it is found
+    local wc, ws, wb = R.fc:weight_codes()
+    local fb = R:act_bounds()[22]
+    local step = ((fb.hi - fb.lo) / 15):item()
+    local off = q:double():clone()
+    local col = ((wc:select(1, 4):double() + wb:select(1, 0):double()) * ws:select(1, 0):double()) -- W[:, 4]
+    -- the reference's code one level away from acq's, on the far side of
+    -- the nearer rounding boundary
+    local _, aux = R:forward(x, { features = true })
+    local t = (aux.features:mean({ 2, 3 }) / ((fb.hi - fb.lo) / 15) - (fb.lo / ((fb.hi - fb.lo) / 15) + 8))[2][4]:item()
+    local delta = t >= acq.round(acq.tensor(t)):item() and 1 or -1
+    off[2]:copy_(off[2] + col * (delta * step))
+    local m = H.fails(H.quantized_logits, R, x, off, "shifted")
+    assert.truthy(m:find("row 2", 1, true), m)
+    local _, found = H.quantized_logits(R, x, off, "shifted", 1e-5, 0.5)
+    assert.same({ 2, 5, delta }, { found[1].row, found[1].col, found[1].delta })
+  end)
+
+  it("L_CE, L_KD, L_Q on the reference's logits, and Q's weight gradients through the straight-through quantizers", function()
+    -- the losses on well-defined inputs (rule 4): the reference's logits
+    local qr = G["q.logits"]:clone():requires_grad_(true)
+    local f = G["q.f_logits"]
+    local target = G["q.target"]
     -- CE to o^eval and KL(softmax f || softmax q), batch mean (eq. (16), T = 1)
-    local lq, lf = acq.log_softmax(q, 1), acq.log_softmax(f, 1)
+    local lq, lf = acq.log_softmax(qr, 1), acq.log_softmax(f, 1)
     local ce = -(lq:gather(1, target:view(-1, 1))):mean()
     local kd = (lf:exp() * (lf - lq)):sum() / 8
     H.rel(ce, G["q.L_CE"], 1e-5, "L_CE")
@@ -135,13 +167,37 @@ describe("Q = quantize(F, 'w4a4') with the reference weights", function()
     local L = ce + kd
     H.rel(L, G["q.L_Q"], 1e-5, "L_Q")
     L:backward()
-    H.rel(Q.fc:state_dict().weight:grad(), G["q.grad.fc.weight"], 1e-5, "grad fc")
-    H.rel(Q.conv:state_dict().weight:grad(), G["q.grad.conv.weight"], 1e-5, "grad conv")
+    local g = qr:grad()
+    -- the reference's dL/dlogits back through acq's Q (rule 4)
+    local _, ties = H.quantized_logits(R, x, G["q.logits"], "q.logits")
+    local Rc = R:clone()
+    ;(Rc:forward(x) * g):sum():backward()
+    H.rel(H.tie_corrected_fc_grad(Rc.fc:state_dict().weight:grad(), g, ties), G["q.grad.fc.weight"], 1e-5, "grad fc")
+    -- the first conv's weight gradient is a sum over N*H*W = 8192 products
+    -- dL/dout * x_q with heavy cancellation: its float32 error is bounded by
+    -- its operands (Higham's n u sum |terms|), doubled for the error that
+    -- dL/dout itself carries, elementwise
+    local out1 = R:forward(x, { to = "conv" }):detach():requires_grad_(true)
+    ;(R:forward(out1, { from = "bn" }) * g):sum():backward()
+    local b1 = R:act_bounds()[1]
+    local xq = acq.quant.fake_quantize(x, b1.lo, b1.hi, 4)
+    local W0 = acq.zeros({ 16, 3, 3, 3 }):requires_grad_(true)
+    ;(acq.conv2d(xq:abs(), W0, nil, { padding = 1 }) * out1:grad():abs()):sum():backward()
+    local bound = W0:grad():double() * (2 * 8192 * 2 ^ -24)
+    local got, ref = Rc.conv:state_dict().weight:grad():double(), G["q.grad.conv.weight"]:double()
+    local over = ((got - ref):abs() - bound):max():item()
+    assert(over <= 1e-6, ("grad conv: beyond its operands' float32 bound by %g"):format(over))
+    -- not vacuous: the bound is below the gradient itself at most elements,
+    -- so a wrong sign fails there
+    local tight = (bound:lt(ref:abs())):double():mean():item()
+    assert(tight > 0.5, ("grad conv: the bound exceeds |grad| at %.0f %% of the elements"):format(100 * (1 - tight)))
+    assert(((-got - ref):abs() - bound):max():item() > 0, "a sign error would pass")
   end)
 
   it("keeps BN frozen in eval mode and leaves F untouched", function()
-    local q1 = Q:forward(x, { bn = "batch" })
-    H.rel(q1, G["q.logits"], 1e-5, "Q ignores bn = batch")
+    local q1 = R:forward(x, { bn = "batch" })
+    H.rel(q1, R:forward(x), 1e-6, "Q ignores bn = batch")
+    H.quantized_logits(R, x, G["q.logits"], "q.logits")
     H.rel(F:forward(x), G["out.logits_eval"], 1e-5, "F unchanged")
     assert.equal(0, #F:act_bounds())
   end)

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# tests/compat.sh -- `./acq compat [cpu|cuda] [ctest arguments...]`: builds acq
+# against Debian 13 (trixie) and runs its test suite there, in a Debian 13
+# root made with debootstrap beside the build folders (build-compat/).
+#
+#   cpu   libtorch-dev 2.6 (CPU): build, then the whole suite (or the ctest
+#         arguments given, e.g. -R 'quant|loss')
+#   cuda  libtorch-cuda-dev 2.6 with nvidia-cuda-toolkit (contrib, non-free;
+#         about 3.4 GB to download): build with CUDA, then the CPU suite on
+#         this GPU-less machine (--device cuda must refuse, auto run on the CPU)
+#
+# The mirror is read from this machine's own apt sources: no archive host is
+# written here. The root is kept (build-compat/trixie-<kind>) and reused; a
+# root whose package install did not finish is completed, not trusted.
+# Needs root (debootstrap, chroot, mounts), as ./acq setup does for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kind=${1:-cpu}
+[ $# -gt 0 ] && shift
+case "$kind" in
+  cpu|cuda) ;;
+  *) echo "acq compat: unknown kind '$kind' (cpu, cuda)" >&2; exit 2 ;;
+esac
+[ "$(id -u)" -eq 0 ] || { echo "acq compat: needs root (debootstrap, chroot): run it with sudo" >&2; exit 2; }
+
+# The first Debian archive (not the security one) named by this machine's apt
+# sources, deb822 (.sources) or one-line (.list) format.
+mirror() {
+  local f u
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -r "$f" ] || continue
+    u=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' "$f")
+    [ -n "$u" ] && { echo "$u"; return; }
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -r "$f" ] || continue
+    u=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($i !~ /security/) { print $i; exit } break } }' "$f")
+    [ -n "$u" ] && { echo "$u"; return; }
+  done
+  echo "acq compat: no Debian archive in /etc/apt/sources* to build a Debian 13 root from" >&2
+  exit 2
+}
+
+# What the suite needs inside the root: ./acq test's packages (bar the
+# dataset, which no spec needs, and python3-torch, which trixie builds on its
+# own libtorch 2.6 and bench_smoke uses as the PyTorch side).
+PKGS=(build-essential cmake pkg-config libopenblas0-pthread liblua5.4-dev lua5.4
+      lua-lpeg lua-busted luarocks libjansson-dev zlib1g-dev libjpeg-dev libpng-dev
+      libgloo-dev python3-torch procps)
+if [ "$kind" = cuda ]; then
+  PKGS+=(libtorch-cuda-dev nvidia-cuda-toolkit nvidia-cuda-dev libcuda1)
+else
+  PKGS+=(libtorch-dev)
+fi
+
+root=$PWD/build-compat/trixie-$kind
+command -v debootstrap >/dev/null || {
+  echo "acq compat: installing debootstrap"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+}
+t0=$(date +%s)
+if [ ! -x "$root/usr/bin/apt-get" ] || [ ! -e "$root/.acq-base" ]; then
+  rm -rf "$root"
+  mkdir -p "$root"
+  echo "acq compat: debootstrap trixie into $root"
+  debootstrap --variant=minbase --components=main,contrib,non-free,non-free-firmware \
+    trixie "$root" "$(mirror)" > "$root.debootstrap.log" 2>&1 ||
+    { tail -5 "$root.debootstrap.log" >&2; echo "acq compat: debootstrap failed (log: $root.debootstrap.log)" >&2; exit 1; }
+  touch "$root/.acq-base"
+fi
+
+mounted=()
+cleanup() {
+  local i
+  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+for m in proc sys dev dev/pts dev/shm; do
+  mkdir -p "$root/$m"
+  mountpoint -q "$root/$m" && continue
+  case $m in
+    proc) mount -t proc proc "$root/proc" ;;
+    sys) mount -t sysfs sys "$root/sys" ;;
+    dev/shm) mount -t tmpfs shm "$root/dev/shm" ;;
+    *) mount --bind "/$m" "$root/$m" ;;
+  esac
+  mounted+=("$root/$m")
+done
+cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+
+if [ ! -e "$root/.acq-packages" ] || [ "$(cat "$root/.acq-packages")" != "${PKGS[*]}" ]; then
+  echo "acq compat: installing ${#PKGS[@]} packages from trixie"
+  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+    bash -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends ${PKGS[*]} > /var/log/acq-install.log 2>&1" ||
+    { tail -20 "$root/var/log/acq-install.log" >&2; echo "acq compat: package install failed" >&2; exit 1; }
+  echo "${PKGS[*]}" > "$root/.acq-packages"
+fi
+t1=$(date +%s)
+
+# The working tree as git sees it (tracked and untracked, not ignored files).
+src=$root/src/acq
+rm -rf "$src"
+mkdir -p "$src"
+git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -C "$src" -xf -
+torch=$(chroot "$root" dpkg-query -W -f='${Version}' libtorch2.6 2>/dev/null || echo "?")
+echo "acq compat: building against libtorch $torch ($kind)"
+# The specs start acqlua themselves; ctest's own arguments come last.
+chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+  bash -c 'cd /src/acq && set -o pipefail &&
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > build.cmake.log 2>&1 ||
+      { tail -30 build.cmake.log; exit 1; }
+    grep -E "acq\.|CUDA|Torch" build.cmake.log | sed "s/^/  cmake: /"
+    cmake --build build -j "$(nproc)" 2>&1 | tee build.log | grep -E "warning|error" | head -40
+    [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+    ! grep -q "warning:" build.log || { echo "acq compat: the build warned (above)"; exit 1; }'
+t2=$(date +%s)
+echo "acq compat: root ready in $((t1 - t0)) s, build in $((t2 - t1)) s"
+set +e
+chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+  bash -c 'cd /src/acq && ctest --test-dir build --output-on-failure "$@"' ctest "$@"
+rc=$?
+echo "acq compat: $kind suite exit $rc after $(( $(date +%s) - t2 )) s (libtorch $torch)"
+exit $rc
