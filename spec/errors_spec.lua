@@ -8,32 +8,47 @@ local function no_backtrace(msg)
   assert.is_nil(msg:find("frame #", 1, true), "C++ frames in: " .. msg)
 end
 
+-- A message from libtorch: acq's part (the operation's name, a colon) and
+-- libtorch's own part present, non-empty and on one line. libtorch's wording
+-- is its own and changes between versions, so no spec pins it; `needle`
+-- names what the user's input makes certain to appear (a size they passed).
+local function libtorch_message(msg, op, needle)
+  local rest = msg:match("^[^\n]-" .. op:gsub("%p", "%%%0") .. ": (.*)$")
+  assert(rest, ("expected '%s: ...' in: %s"):format(op, msg))
+  assert(rest:find("%S"), "libtorch's part is empty: " .. msg)
+  assert(not rest:find("\n"), "libtorch's part spans lines: " .. msg)
+  if needle then assert(rest:find(needle, 1, true), ("'%s' not in: %s"):format(needle, msg)) end
+  no_backtrace(msg)
+end
+
 describe("errors", function()
   it("matmul of [2,3] by [2,3]", function()
     local a = acq.ones(2, 3)
     local msg = H.fails(function() return a:matmul(a) end)
-    assert.matches("matmul: mat1 and mat2 shapes cannot be multiplied %(2x3 and 2x3%)", msg)
+    libtorch_message(msg, "matmul", "2x3")
     assert.matches("errors_spec.lua:%d+:", msg) -- points at the Lua caller
     no_backtrace(msg)
   end)
 
   it("conv2d with the wrong channel count", function()
     local msg = H.fails(acq.conv2d, acq.ones(1, 3, 8, 8), acq.ones(4, 2, 3, 3))
-    assert.matches("conv2d: .*expected input%[1, 3, 8, 8%] to have 2 channels, but got 3", msg)
+    libtorch_message(msg, "conv2d", "[1, 3, 8, 8]")
     no_backtrace(msg)
   end)
 
   it("a dtype mismatch", function()
     local msg = H.fails(acq.matmul, acq.ones(2, 2), acq.ones({2, 2}, {dtype = "f64"}))
-    assert.matches("matmul: expected scalar type Float but found Double", msg)
+    -- 1.13 says "expected scalar type Float but found Double", 2.6 "expected
+    -- m1 and m2 to have the same dtype, but got: float != double"
+    libtorch_message(msg, "matmul")
     msg = H.fails(function() return acq.ones(3):index_select(0, acq.tensor{0.5}) end)
-    assert.matches("index_select: .*dtype .*int64 for index", msg)
+    libtorch_message(msg, "index_select")
     no_backtrace(msg)
   end)
 
   it(":item() on a non-scalar", function()
     local msg = H.fails(function() return acq.ones(2, 2):item() end)
-    assert.matches("item: a Tensor with 4 elements cannot be converted to Scalar", msg)
+    libtorch_message(msg, "item", "4")
   end)
 
   it("use of a freed tensor", function()
@@ -44,10 +59,8 @@ describe("errors", function()
   end)
 
   it("broadcasting, shapes and arguments", function()
-    assert.matches("add: The size of tensor a %(3%) must match the size of tensor b %(2%)",
-      H.fails(function() return acq.ones(2, 3) + acq.ones(3, 2) end))
-    assert.matches("view: shape '%[5%]' is invalid for input of size 6",
-      H.fails(function() return acq.ones(2, 3):view(5) end))
+    libtorch_message(H.fails(function() return acq.ones(2, 3) + acq.ones(3, 2) end), "add", "(3)")
+    libtorch_message(H.fails(function() return acq.ones(2, 3):view(5) end), "view", "[5]")
     assert.matches("bad argument #1 to 'matmul' %(acq.Tensor expected, got number%)",
       H.fails(function() return acq.matmul(1, acq.ones(1)) end))
     assert.matches("randint: empty range %[5, 5%)", H.fails(acq.randint, 5, 5, {2}))

@@ -9,6 +9,7 @@
 #         about 3.4 GB to download): build with CUDA, then the CPU suite on
 #         this GPU-less machine (--device cuda must refuse, auto run on the CPU)
 #
+# ACQ_COMPAT_PREPARE=1 makes (or completes) the root and stops before the build.
 # The mirror is read from this machine's own apt sources: no archive host is
 # written here. The root is kept (build-compat/trixie-<kind>) and reused; a
 # root whose package install did not finish is completed, not trusted.
@@ -46,11 +47,12 @@ mirror() {
 # own libtorch 2.6 and bench_smoke uses as the PyTorch side).
 PKGS=(build-essential cmake pkg-config libopenblas0-pthread liblua5.4-dev lua5.4
       lua-lpeg lua-busted luarocks libjansson-dev zlib1g-dev libjpeg-dev libpng-dev
-      libgloo-dev python3-torch procps)
+      libgloo-dev procps)
 if [ "$kind" = cuda ]; then
-  PKGS+=(libtorch-cuda-dev nvidia-cuda-toolkit nvidia-cuda-dev libcuda1)
+  # the CUDA libtorch conflicts with the CPU one, python3-torch's included
+  PKGS+=(libtorch-cuda-dev python3-torch-cuda nvidia-cuda-toolkit nvidia-cuda-dev libcuda1)
 else
-  PKGS+=(libtorch-dev)
+  PKGS+=(libtorch-dev python3-torch)
 fi
 
 root=$PWD/build-compat/trixie-$kind
@@ -96,13 +98,16 @@ if [ ! -e "$root/.acq-packages" ] || [ "$(cat "$root/.acq-packages")" != "${PKGS
   echo "${PKGS[*]}" > "$root/.acq-packages"
 fi
 t1=$(date +%s)
+if [ -n "${ACQ_COMPAT_PREPARE:-}" ]; then
+  echo "acq compat: root ready in $((t1 - t0)) s (ACQ_COMPAT_PREPARE: no build)"; exit 0
+fi
 
 # The working tree as git sees it (tracked and untracked, not ignored files).
 src=$root/src/acq
 rm -rf "$src"
 mkdir -p "$src"
 git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -C "$src" -xf -
-torch=$(chroot "$root" dpkg-query -W -f='${Version}' libtorch2.6 2>/dev/null || echo "?")
+torch=$(chroot "$root" dpkg-query -W -f='${Package} ${Version}' libtorch2.6 libtorch-cuda-2.6 2>/dev/null | head -1)
 echo "acq compat: building against libtorch $torch ($kind)"
 # The specs start acqlua themselves; ctest's own arguments come last.
 chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
@@ -110,9 +115,11 @@ chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LAN
     cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > build.cmake.log 2>&1 ||
       { tail -30 build.cmake.log; exit 1; }
     grep -E "acq\.|CUDA|Torch" build.cmake.log | sed "s/^/  cmake: /"
-    cmake --build build -j "$(nproc)" 2>&1 | tee build.log | grep -E "warning|error" | head -40
-    [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
-    ! grep -q "warning:" build.log || { echo "acq compat: the build warned (above)"; exit 1; }'
+    cmake --build build -j "$(nproc)" > build.log 2>&1 || { grep -E -A3 "error|warning" build.log | head -60; exit 1; }
+    if grep -q "warning:" build.log; then
+      grep -A3 "warning:" build.log | head -60; echo "acq compat: the build warned (above)"; exit 1
+    fi
+    echo "acq compat: compiled $(grep -c "Building" build.log) files, no warning"'
 t2=$(date +%s)
 echo "acq compat: root ready in $((t1 - t0)) s, build in $((t2 - t1)) s"
 set +e

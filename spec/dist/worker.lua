@@ -35,6 +35,19 @@ acq.manual_seed(11)
 local F = acq.models.resnet20 { classes = 10, in_channels = 1 }
 local G = acq.gen.gdfq { classes = 10, size = 16, channels = 1 }
 local sync = os.getenv("SYNC") == "1"
+if os.getenv("PERTURB") == "1" then
+  -- Monte Carlo arithmetic (spec/helper.lua): G's float operands
+  -- moved by 2 float32 ulps, so the spec sees how far roundoff alone
+  -- carries each trained value in 4 iterations
+  local H = require "spec.helper"
+  acq.manual_seed(20261207)
+  acq.no_grad(function()
+    for _, m in ipairs { G } do
+      for _, p in ipairs(m:parameters()) do p:copy_(H.perturb(p, 2)) end
+    end
+  end)
+  acq.manual_seed(11)
+end
 local parts = (dist.parallel() or sync) and 1 or W
 
 -- the same objective in both: CE over all samples, BNS averaged over the
