@@ -64,6 +64,9 @@ if arg[1] == "--prepare" then
   for _, b in ipairs(alg.Q:act_bounds()) do
     t["bounds." .. b.name .. ".lo"], t["bounds." .. b.name .. ".hi"] = b.lo, b.hi
   end
+  -- a fixed batch both sides give to Q with these bounds: the same-loss check
+  -- on well-defined inputs (spec/helper.lua's rule for quantized networks)
+  t["check.x"] = acq.randn(2 * B, c, h, h)
   acq.safetensors.save(path, t, { method = method, shape = shape, batch = tostring(B) })
   return
 end
@@ -83,6 +86,12 @@ for _, e in ipairs(alg.Q:named_modules("conv2d")) do
   local lo, hi = assert(t["bounds." .. e[1] .. ".lo"]), t["bounds." .. e[1] .. ".hi"]
   e[2]:set_act_bounds(lo:to { device = dev }, hi:to { device = dev })
 end
+
+local L_Q_same = acq.no_grad(function()
+  local x0 = t["check.x"]:to { device = dev }
+  local f0 = alg.F:forward(x0, { bn = "eval" })
+  return (acq.loss.q_objective(alg.Q:forward(x0), f0, f0:argmax(1))):item()
+end)
 
 local PHASES = { "G forward", "F + losses", "backward", "optimizer", "Q step" }
 local clock = acq.clock
@@ -111,6 +120,6 @@ local function median(v)
   return 1e3 * v[(#v + 1) // 2]
 end
 local out = { side = "acq", device = dev, method = meta.method, shape = meta.shape, batch = tonumber(meta.batch),
-  threads = threads, ms = median(total), L_G = first.L_G, L_Q = first.L_Q, rss_mb = peak_rss_mb(), split = {} }
+  threads = threads, ms = median(total), L_G = first.L_G, L_Q = first.L_Q, L_Q_same = L_Q_same, rss_mb = peak_rss_mb(), split = {} }
 for _, p in ipairs(PHASES) do out.split[p] = median(split[p]) end
 print(acq.json.encode(out))

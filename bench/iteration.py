@@ -44,6 +44,10 @@ def main(path, iters, warmup, threads):
     dev = torch.device(os.environ.get("ACQ_BENCH_DEVICE", "cpu"))
     F, G = F.to(dev), G.to(dev)
     Q = A.quantize(F, {k: (lo.to(dev), hi.to(dev)) for k, (lo, hi) in bounds.items()})
+    with torch.no_grad():  # Q on the fixed batch of the same-loss check
+        x0 = t["check.x"].to(dev)
+        f0 = F(x0, mode="eval", stats=False)[0]
+        lq_same = A.q_objective(Q(x0, mode="eval", stats=False)[0], f0, f0.argmax(1)).item()
     optG = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
     optQ = torch.optim.SGD(Q.parameters(), lr=1e-4, momentum=0.9, nesterov=True, weight_decay=1e-4)
     rng = torch.Generator().manual_seed(7)
@@ -106,7 +110,7 @@ def main(path, iters, warmup, threads):
         v = sorted(v)
         return 1e3 * v[(len(v) - 1) // 2]
     print(json.dumps({"side": "pytorch", "device": str(dev), "method": method, "shape": meta["shape"], "batch": B,
-                      "threads": threads, "ms": median(total), "L_G": first[0], "L_Q": first[1],
+                      "threads": threads, "ms": median(total), "L_G": first[0], "L_Q": first[1], "L_Q_same": lq_same,
                       "rss_mb": peak_rss_mb(), "split": {ph: median(split[ph]) for ph in PHASES}}))
 
 

@@ -9,7 +9,10 @@
 #   B samples per group (ACQ: 2 groups). Prints, per case, the median, min
 #   and max over rounds of each side's ms per iteration, the ratio
 #   acq / PyTorch, the median split into phases, peak resident memory, and
-#   checks that both computed the same first L_G and L_Q.
+#   checks that both computed the same first L_G and the same L_Q of Q on a
+#   fixed batch with the same bounds (the first L_Q on each side's own G
+#   images is downstream of 4-bit roundings of images that differ by float32
+#   roundoff: shown, not compared).
 #   BENCH_JSON=FILE also writes every round's raw lines there.
 # bench/iteration.sh --smoke: 1 round of 1 iteration per case, batch 4 (CI).
 set -eu

@@ -1,6 +1,6 @@
 -- bench/iteration_report.lua OUT ITERS: the summary of bench/iteration.sh
 -- from its JSON lines (one per process), as a markdown table. Exits 1 when
--- acq and PyTorch did not compute the same first L_G and L_Q.
+-- acq and PyTorch did not compute the same first L_G and the same L_Q on a fixed batch.
 local acq = require "acq"
 local path, iters = arg[1], arg[2]
 local runs, order = {}, {}
@@ -35,16 +35,18 @@ for _, k in ipairs(order) do
   local ar, pr = stats(a, function(r) return r.rss_mb end), stats(p, function(r) return r.rss_mb end)
   print(("| %s | %.1f [%.1f, %.1f] | %.1f [%.1f, %.1f] | **%.2f** | %.0f / %.0f |")
     :format(k, am, amin, amax, pm, pmin, pmax, am / pm, ar, pr))
-  for _, term in ipairs { "L_G", "L_Q" } do
+  -- L_G is a float result; L_Q_same is Q's objective on one fixed batch with
+  -- the same bounds (well-defined inputs). The first L_Q on each side's own
+  -- G images is downstream of 4-bit roundings of float32 images that differ
+  -- by roundoff, so it is shown, not compared (spec/helper.lua's rule).
+  for _, term in ipairs { "L_G", "L_Q_same" } do
     local x, y = a[1][term], p[1][term]
-    -- L_Q: Q fake-quantizes G's images, so a rounding difference in G can move a
-    -- value across a quantization step; 1e-3 still catches a wrong term
-    local tol = term == "L_Q" and 1e-3 or 1e-4
-    if math.abs(x - y) > tol * math.max(1, math.abs(y)) then
-      print(("MISMATCH in %s: first %s is %.9g in acq and %.9g in PyTorch"):format(k, term, x, y))
+    if math.abs(x - y) > 1e-4 * math.max(1, math.abs(y)) then
+      print(("MISMATCH in %s: %s is %.9g in acq and %.9g in PyTorch"):format(k, term, x, y))
       bad = true
     end
   end
+  print(("(first L_Q on each side's own images: %.6g in acq, %.6g in PyTorch)"):format(a[1].L_Q, p[1].L_Q))
 end
 print("\nThe same iterations split into phases, ms (median over rounds; acq / PyTorch):\n")
 print("| case | " .. table.concat(PHASES, " | ") .. " |")
@@ -58,5 +60,5 @@ for _, k in ipairs(order) do
   end
   print(("| %s | %s |"):format(k, table.concat(cells, " | ")))
 end
-print("\nBoth sides computed the same first L_G (relative 1e-4) and L_Q (1e-3) in every case" .. (bad and ": NO" or "."))
+print("\nBoth sides computed the same first L_G and the same L_Q on a fixed batch (relative 1e-4) in every case" .. (bad and ": NO" or "."))
 os.exit(bad and 1 or 0)
