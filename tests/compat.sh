@@ -47,12 +47,12 @@ mirror() {
 # own libtorch 2.6 and bench_smoke uses as the PyTorch side).
 PKGS=(build-essential cmake pkg-config libopenblas0-pthread liblua5.4-dev lua5.4
       lua-lpeg lua-busted luarocks libjansson-dev zlib1g-dev libjpeg-dev libpng-dev
-      libgloo-dev procps)
+      procps)
 if [ "$kind" = cuda ]; then
-  # the CUDA libtorch conflicts with the CPU one, python3-torch's included
-  PKGS+=(libtorch-cuda-dev python3-torch-cuda nvidia-cuda-toolkit nvidia-cuda-dev libcuda1)
+  # the CUDA libtorch conflicts with the CPU one (python3-torch's and gloo's too)
+  PKGS+=(libtorch-cuda-dev python3-torch-cuda libgloo-cuda-dev nvidia-cuda-toolkit nvidia-cuda-dev libcuda1)
 else
-  PKGS+=(libtorch-dev python3-torch)
+  PKGS+=(libtorch-dev python3-torch libgloo-dev)
 fi
 
 root=$PWD/build-compat/trixie-$kind
