@@ -14,6 +14,9 @@
 # written here. The root is kept (build-compat/trixie-<kind>) and reused; a
 # root whose package install did not finish is completed, not trusted.
 # Needs root (debootstrap, chroot, mounts), as ./acq setup does for apt-get.
+# Debian 13's libtorch-cuda-2.6 depends on nvidia-cudnn, an installer whose
+# script downloads cuDNN from NVIDIA at install time: where that host cannot
+# be reached (this workplace), the cuda kind stops at the package install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-cpu}
@@ -42,12 +45,12 @@ mirror() {
   exit 2
 }
 
-# What the suite needs inside the root: ./acq test's packages (bar the
-# dataset, which no spec needs, and python3-torch, which trixie builds on its
-# own libtorch 2.6 and bench_smoke uses as the PyTorch side).
+# What the suite needs inside the root: ./acq test's packages (python3-torch
+# is trixie's, on its own libtorch 2.6: bench_smoke's PyTorch side; the
+# dataset serves data_spec and device_spec).
 PKGS=(build-essential cmake pkg-config libopenblas0-pthread liblua5.4-dev lua5.4
       lua-lpeg lua-busted luarocks libjansson-dev zlib1g-dev libjpeg-dev libpng-dev
-      procps)
+      procps dataset-fashion-mnist)
 if [ "$kind" = cuda ]; then
   # the CUDA libtorch conflicts with the CPU one (python3-torch's and gloo's too)
   PKGS+=(libtorch-cuda-dev python3-torch-cuda libgloo-cuda-dev nvidia-cuda-toolkit nvidia-cuda-dev libcuda1)
