@@ -93,13 +93,50 @@ for m in proc sys dev dev/pts dev/shm; do
 done
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
+
+# nvidia-cudnn is an installer: its post-install script downloads cuDNN from
+# NVIDIA. Where that fails (no route to NVIDIA's host), the check goes on
+# with a stand-in built here: a libcudnn.so.9 exporting, under cuDNN's
+# symbol version, every cudnn* function libtorch links (it loads with
+# BIND_NOW), each returning CUDNN_STATUS_NOT_INITIALIZED. On a machine
+# without a GPU no cuDNN call is ever reached; a GPU run needs the real one.
+cudnn_standin() {
+  grep -q "nvidia-cudnn" "$root/var/log/acq-install.log" 2>/dev/null || return 1
+  in_root dpkg -l nvidia-cudnn 2>/dev/null | grep -q "^i[FU] *nvidia-cudnn" || return 1
+  echo "acq compat: nvidia-cudnn could not download cuDNN; building a stand-in libcudnn.so.9 (no GPU here)"
+  local lib=/usr/lib/x86_64-linux-gnu
+  local l
+  for l in "$root$lib/libtorch_cuda.so" "$root$lib/libc10_cuda.so"; do
+    in_root nm -D --undefined-only "${l#"$root"}"
+  done | awk '{print $2}' | sed -n 's/^\(cudnn[A-Za-z0-9_]*\)@libcudnn\.so\.9$/\1/p' | sort -u > "$root/tmp/cudnn.syms"
+  [ -s "$root/tmp/cudnn.syms" ] || return 1
+  {
+    echo "/* acq compat: a stand-in for cuDNN on a machine without a GPU. */"
+    while read -r f; do
+      case $f in
+        cudnnGetErrorString) echo "const char *$f(int s) { (void)s; return \"cuDNN stand-in of acq compat (cuDNN not installed)\"; }" ;;
+        cudnnGetVersion|cudnnGetCudartVersion|cudnnGetMaxDeviceVersion) echo "unsigned long $f(void) { return 0; }" ;;
+        *) echo "int $f(void) { return 1; /* CUDNN_STATUS_NOT_INITIALIZED */ }" ;;
+      esac
+    done < "$root/tmp/cudnn.syms"
+  } > "$root/tmp/cudnn_standin.c"
+  echo "libcudnn.so.9 { global: cudnn*; local: *; };" > "$root/tmp/cudnn.map"
+  in_root gcc -shared -fPIC -O1 -o $lib/libcudnn.so.9 -Wl,-soname,libcudnn.so.9 \
+    -Wl,--version-script=/tmp/cudnn.map /tmp/cudnn_standin.c || return 1
+  printf '#!/bin/sh\nexit 0\n' > "$root/var/lib/dpkg/info/nvidia-cudnn.postinst"
+  in_root dpkg --configure -a >> "$root/var/log/acq-install.log" 2>&1 || return 1
+  echo "$(wc -l < "$root/tmp/cudnn.syms") functions" > "$root/.acq-cudnn-standin"
+}
+
 if [ ! -e "$root/.acq-packages" ] || [ "$(cat "$root/.acq-packages")" != "${PKGS[*]}" ]; then
   echo "acq compat: installing ${#PKGS[@]} packages from trixie"
-  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-    bash -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends ${PKGS[*]} > /var/log/acq-install.log 2>&1" ||
+  in_root bash -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends ${PKGS[*]} > /var/log/acq-install.log 2>&1" ||
+    { [ "$kind" = cuda ] && cudnn_standin; } ||
     { tail -20 "$root/var/log/acq-install.log" >&2; echo "acq compat: package install failed" >&2; exit 1; }
   echo "${PKGS[*]}" > "$root/.acq-packages"
 fi
+[ -e "$root/.acq-cudnn-standin" ] && echo "acq compat: cuDNN is a stand-in ($(cat "$root/.acq-cudnn-standin")): no GPU run from this root"
 t1=$(date +%s)
 if [ -n "${ACQ_COMPAT_PREPARE:-}" ]; then
   echo "acq compat: root ready in $((t1 - t0)) s (ACQ_COMPAT_PREPARE: no build)"; exit 0

@@ -46,6 +46,18 @@ void wait(Group &g, const c10::intrusive_ptr<c10d::Work> &w, const char *what) {
 
 }  // namespace
 
+// libtorch >= 2.4 makes the libuv TCPStore backend the default, and Debian
+// 13 builds libtorch without libuv ("use_libuv was requested but PyTorch was
+// build without libuv support"): acq asks for the classic backend, which
+// every libtorch has (1.13 has no such option; this overload is then not
+// viable). Its clients speak the same protocol to either server.
+template <class O>
+static auto classic_store_backend(O &o, int) -> decltype(o.useLibUV = false, void()) {
+  o.useLibUV = false;
+}
+template <class O>
+static void classic_store_backend(O &, long) {}
+
 int atc_dist_init(atc_status *st, int rank, int world, const char *addr, int port, double timeout_s,
                   int serve_store) {
   ATC_TRY
@@ -62,6 +74,7 @@ int atc_dist_init(atc_status *st, int rank, int world, const char *addr, int por
   so.numWorkers = static_cast<std::size_t>(world);
   so.waitWorkers = true;
   so.timeout = timeout;
+  classic_store_backend(so, 0);
   auto g = std::make_unique<Group>();
   g->store = c10::make_intrusive<c10d::TCPStore>(std::string(addr), so);
   auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
