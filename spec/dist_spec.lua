@@ -1,35 +1,11 @@
 -- dist_spec.lua -- several processes with c10d/Gloo on loopback (ctest -R
--- dist): the all-reduce's values, two ranks at batch B against one process
--- computing the same objective on the same 2B samples (each rank's BN terms
--- over its own batch), a bit-exact resume of a two-process run, and a
--- killed rank ending the other instead of hanging.
+-- dist): the all-reduce's values, a bit-exact resume of a two-process run,
+-- and a killed rank ending the other instead of hanging. Two ranks against
+-- one process on the same samples: dist_equivalence_spec.lua.
 local acq = require "acq"
 local H = require "spec.helper"
-
-local ACQLUA = os.getenv("ACQLUA") or "build/bin/acqlua"
-local port = 21000 + (os.time() * 7 + math.random(0, 999)) % 15000
-local function next_port() port = port + 1; return port end
-
--- runs `args` as ranks 0..n-1 of one group; returns the combined output and
--- each rank's exit status
-local function ranks(n, args, env)
-  local p = next_port()
-  local parts = {}
-  for r = 0, n - 1 do
-    parts[#parts + 1] = ("(RANK=%d WORLD_SIZE=%d LOCAL_RANK=%d MASTER_ADDR=127.0.0.1 MASTER_PORT=%d %s %s %s "
-      .. "> /tmp/acq_dist_%d_%d.log 2>&1; echo $? > /tmp/acq_dist_%d_%d.rc) &")
-      :format(r, n, r, p, env or "", ACQLUA, args, p, r, p, r)
-  end
-  os.execute(table.concat(parts, " ") .. " wait")
-  local out, rcs = {}, {}
-  for r = 0, n - 1 do
-    out[#out + 1] = H.read_file(("/tmp/acq_dist_%d_%d.log"):format(p, r))
-    rcs[r] = tonumber(H.read_file(("/tmp/acq_dist_%d_%d.rc"):format(p, r)))
-    os.remove(("/tmp/acq_dist_%d_%d.log"):format(p, r))
-    os.remove(("/tmp/acq_dist_%d_%d.rc"):format(p, r))
-  end
-  return table.concat(out, "\n"), rcs
-end
+local L = require "spec.dist.launch"
+local ACQLUA, ranks, next_port = L.ACQLUA, L.ranks, L.next_port
 
 describe("acq.dist over Gloo", function()
   it("all-reduces sums, minima, maxima and means in place, several tensors at once", function()
@@ -48,55 +24,6 @@ describe("acq.dist over Gloo", function()
     end
     os.remove(out)
   end)
-
-  for _, sync in ipairs { false, true } do
-    it(("two ranks at batch B train G and Q as one process does on their 2B samples (%s)")
-      :format(sync and "--sync-stats: BN statistics over all 2B" or "BN statistics of each rank's B"), function()
-      local out = os.tmpname()
-      local env = sync and "SYNC=1" or ""
-      local log, rcs = ranks(2, "spec/dist/worker.lua steps " .. out .. " 4 4", env)
-      assert.same({ [0] = 0, [1] = 0 }, rcs, log)
-      local o, rc = H.run(("%s SPLIT=2 %s spec/dist/worker.lua steps %s.one 4 4"):format(env, ACQLUA, out))
-      assert.equal(0, rc, o)
-      -- the same one process on operands perturbed by 2 ulps: how far
-      -- float32 roundoff alone carries each value (spec/helper.lua's rule)
-      o, rc = H.run(("%s SPLIT=2 PERTURB=1 %s spec/dist/worker.lua steps %s.mca 4 4"):format(env, ACQLUA, out))
-      assert.equal(0, rc, o)
-      local r0, r1 = acq.safetensors.load(out .. ".0"), acq.safetensors.load(out .. ".1")
-      local one, mca = acq.safetensors.load(out .. ".one.0"), acq.safetensors.load(out .. ".mca.0")
-      local n, wide = 0, 0
-      for k, v in pairs(one) do
-        H.equal(r0[k], r1[k], "rank 0 and rank 1 hold the same " .. k)
-        -- float32 sums in another order: agreement to float tolerance at
-        -- the tensor's magnitude (synchronised, E[x^2] - mean^2 replaces a
-        -- two-pass variance: its error is relative to E[x^2], its operand,
-        -- hence 2e-3), widened elementwise by twice the Monte Carlo spread
-        local spread = (mca[k]:double() - v:double()):abs()
-        local tol = (sync and 2e-3 or 1e-4) * v:abs():max():item() + 1e-7
-        local over = ((r0[k]:double() - v:double()):abs() - spread * 2 - tol):max():item()
-        assert(over <= 0, ("%s: %g beyond tolerance %g + 2 x spread (max spread %g)")
-          :format(k, over, tol, spread:max():item()))
-        if spread:max():item() > tol then wide = wide + 1 end
-        n = n + 1
-      end
-      -- not vacuous: most tensors are judged at the plain tolerance
-      print(("# %s: %d of %d tensors widened by their spread"):format(sync and "sync" or "per rank", wide, n))
-      assert.is_true(wide <= n // 2, wide .. " of " .. n .. " tensors widened by their spread")
-      assert.is_true(n > 60)
-      -- and the collectives keep nothing alive: resident memory flat from
-      -- iteration 5 to 25 (a leaked statistics handle kept each forward's
-      -- graph: ~3 MB an iteration at this size)
-      if sync then
-        local o2, rc2 = ranks(2, "spec/dist/worker.lua steps " .. out .. ".long 4 25", env)
-        assert.same({ [0] = 0, [1] = 0 }, rc2, o2)
-        local _, meta = acq.safetensors.load(out .. ".long.0")
-        assert.is_true(tonumber(meta.rss_growth_mb) < 20, "grew " .. meta.rss_growth_mb .. " MB")
-        os.remove(out .. ".long.0"); os.remove(out .. ".long.1")
-      end
-      for _, f in ipairs { ".0", ".1", ".one.0", ".mca.0" } do os.remove(out .. f) end
-      os.remove(out)
-    end)
-  end
 
   local weights = os.tmpname()
   setup(function()
