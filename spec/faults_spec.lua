@@ -92,7 +92,7 @@ describe("the run folder", function()
     local before = H.read_file(d .. "/result.json") .. H.read_file(d .. "/metrics.jsonl")
     out, rc = acqlua(BASE .. "--iters 3 --seed 5 --out " .. d)
     assert.equal(2, rc, out)
-    assert.matches("the folder is not empty; continue its run with %-%-resume", out)
+    assert.matches("the folder holds a run; continue it with %-%-resume", out)
     assert.equal(before, H.read_file(d .. "/result.json") .. H.read_file(d .. "/metrics.jsonl"))
     -- resuming a finished run has nothing to do
     out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d)
@@ -135,7 +135,8 @@ describe("the run folder", function()
     out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d .. " --iters 6 --lr-q 0.001")
     assert.equal(0, rc, out)
     assert.equal(options, H.read_file(d .. "/options.json"))
-    local hist = H.rows_of(d .. "/history.jsonl")
+    local hist = {}
+    for _, e in ipairs(H.rows_of(d .. "/history.jsonl")) do if e.event ~= "files" then hist[#hist + 1] = e end end
     assert.same({ "start", "finish", "resume", "finish" }, { hist[1].event, hist[2].event, hist[3].event, hist[4].event })
     assert.same({ 4, 6 }, hist[3].changed.iters)
     assert.same({ 1e-4, 0.001 }, hist[3].changed.lr_q)
@@ -262,5 +263,171 @@ describe("stopping and resuming", function()
       rm(d)
     end
     rm(ref)
+  end)
+end)
+
+describe("reliability, second round", function()
+  -- the lines of an error message (the random-weights note aside)
+  local function lines(s) return select(2, s:gsub("no %-%-weights: [^\n]*\n", ""):gsub("\n", "")) end
+
+  it("--force never deletes a file that is not the run's, and refuses a folder with no run in it", function()
+    local d = outdir()
+    acq.mkdir(d)
+    acq.mkdir(d .. "/samples")
+    local mine = { "IMG_000123.png", "holiday_202312.png", "q_backup.safetensors", "thesis.tex.tmp.4242",
+      "samples/my_drawing.jpg", "notes.txt" }
+    for _, n in ipairs(mine) do H.write_file(d .. "/" .. n, "precious " .. n) end
+    local out, rc = acqlua(BASE .. "--iters 2 --force --out " .. d)
+    assert.equal(2, rc, out)
+    assert.matches("holds no acq run", out)
+    assert.is_nil(out:find("--force", 1, true), out) -- no advice to delete
+    assert.equal(1, lines(out), out)
+    for _, n in ipairs(mine) do assert.equal("precious " .. n, H.read_file(d .. "/" .. n), n) end
+    -- the same files beside a real run: --force replaces the run's files only
+    local r = outdir()
+    out, rc = acqlua(BASE .. "--iters 2 --sample-every 1 --out " .. r)
+    assert.equal(0, rc, out)
+    for _, n in ipairs(mine) do H.write_file(r .. "/" .. n, "precious " .. n) end
+    H.write_file(r .. "/metrics.jsonl.tmp.77", "a temporary of the run") -- an interrupted atomic write
+    out, rc = acqlua(BASE .. "--iters 2 --seed 3 --force --out " .. r)
+    assert.equal(0, rc, out)
+    for _, n in ipairs(mine) do assert.equal("precious " .. n, H.read_file(r .. "/" .. n), n) end
+    assert.is_false(acq.is_regular_file(r .. "/metrics.jsonl.tmp.77"))
+    assert.equal(3, acq.json.decode(H.read_file(r .. "/options.json")).seed)
+    -- the refusal of / and of a non-folder does not advise --force either
+    for _, bad in ipairs { "/", "/proc/self" } do
+      out, rc = acqlua(BASE .. "--iters 2 --out " .. bad)
+      assert.equal(2, rc, out)
+      assert.is_nil(out:find("--force", 1, true), out)
+    end
+    rm(d, r)
+  end)
+
+  it("a .lock that is a symbolic link or a hard link is refused and its target left alone", function()
+    local target = os.tmpname()
+    H.write_file(target, "precious data")
+    for _, how in ipairs { "ln -s", "ln" } do
+      local d = outdir()
+      acq.mkdir(d)
+      assert.is_true(os.execute(("%s '%s' '%s/.lock'"):format(how, target, d)))
+      local out, rc = acqlua(BASE .. "--iters 2 --out " .. d .. "/run")
+      assert.equal(0, rc, out) -- a folder below is another folder
+      out, rc = acqlua(BASE .. "--iters 2 --force --out " .. d)
+      assert.equal(2, rc, out)
+      out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d .. "/run --iters 3")
+      assert.equal(0, rc, out)
+      H.write_file(d .. "/run/.lock.x", "")
+      os.remove(d .. "/run/.lock")
+      assert.is_true(os.execute(("%s '%s' '%s/run/.lock'"):format(how, target, d)))
+      out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d .. "/run --iters 4")
+      assert.equal(2, rc, out)
+      assert.matches(how == "ln" and "hard link" or "symbolic link", out)
+      assert.equal(1, lines(out), out)
+      assert.equal("precious data", H.read_file(target))
+      rm(d)
+    end
+    os.remove(target)
+  end)
+
+  it("kill -9 right after checkpoint k: after --resume the log equals the uninterrupted run's, row for row", function()
+    local args = BASE .. "--iters 8 --ckpt-every 1 --sample-every 100"
+    local ref = outdir()
+    local out, rc = acqlua(args .. " --out " .. ref)
+    assert.equal(0, rc, out)
+    local rows = H.rows_of(ref .. "/metrics.jsonl", true)
+    assert.equal(8, #rows)
+    for _, k in ipairs { 2, 5, 8 } do
+      local d = outdir()
+      out, rc = acqlua(("spec/faults/kill_after_checkpoint.lua %d %s --out %s"):format(k, args, d))
+      assert.equal(137, rc, out)
+      out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d)
+      assert.equal(0, rc, out)
+      assert.same(rows, H.rows_of(d .. "/metrics.jsonl", true), "killed after checkpoint " .. k)
+      rm(d)
+    end
+    rm(ref)
+  end)
+
+  describe("a checkpoint is trusted whole", function()
+    local d
+    local ckpt
+    setup(function()
+      d = outdir()
+      local out, rc = acqlua(BASE .. "--iters 5 --ckpt-every 5 --out " .. d)
+      assert.equal(0, rc, out)
+      ckpt = d .. "/checkpoint.safetensors"
+      os.remove(d .. "/result.json") -- as if stopped at iteration 5
+    end)
+    teardown(function() rm(d) end)
+
+    -- rewrites the checkpoint with edit(meta) applied; keep = true keeps the
+    -- stored checksums (an edit behind the writer's back)
+    local function edited(edit, keep)
+      local t, meta = acq.safetensors.load(ckpt)
+      local copy = d .. "/edited.safetensors"
+      edit(meta, t)
+      acq.safetensors.save(copy, t, meta, { checksum = not keep })
+      return copy
+    end
+    local function resume_with(path, extra)
+      local saved = H.read_file(ckpt)
+      H.write_file(ckpt, H.read_file(path))
+      local out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d .. " --iters 12 " .. (extra or ""))
+      H.write_file(ckpt, saved)
+      return out, rc
+    end
+
+    it("refuses edited metadata, a missing checksum, and bad fields, naming them in one line", function()
+      local cases = {
+        { function(m) m.iter = "11" end, true, "metadata checksum mismatch" },
+        { function(m) m.lr_scale = "nan" end, true, "metadata checksum mismatch" },
+        { function(m, t) m.crc32, m.crc32_meta = nil, nil; t["G.l1.weight"]:fill_(7) end, true, "carries no checksum" },
+      }
+      for _, c in ipairs(cases) do
+        local out, rc = resume_with(edited(c[1], c[2]))
+        assert.equal(2, rc, out)
+        assert.matches(c[3], out)
+        assert.equal(1, lines(out), out)
+      end
+      -- written with fresh checksums, the fields themselves are checked
+      local fields = {
+        { function(m) m.lr_scale = "nan" end, "'lr_scale' is 'nan'" },
+        { function(m) m.iter = nil end, "'iter' is missing" },
+        { function(m) m.iter = "3.5" end, "'iter' is 3.5" },
+        { function(m) m.elapsed = "-1" end, "'elapsed'" },
+        { function(_, t) t["bounds.conv.hi"] = nil end, "bounds.conv" },
+        { function(_, t) t["rng.sample"] = nil end, "rng.sample" },
+      }
+      for _, c in ipairs(fields) do
+        local out, rc = resume_with(edited(c[1], false))
+        assert.equal(2, rc, out)
+        assert.matches(c[2], out, 1, true)
+        assert.is_nil(out:find("attempt to", 1, true), out)
+        assert.is_nil(out:find("bad argument", 1, true), out)
+        assert.equal(1, lines(out), out)
+      end
+      -- an unchecked checkpoint resumes only when asked
+      local out, rc = resume_with(edited(function(m) m.crc32, m.crc32_meta = nil, nil end, true), "--unchecked-checkpoint")
+      assert.equal(0, rc, out)
+    end)
+
+    it("an edited options.json is refused, and so is another recipe", function()
+      local path = d .. "/options.json"
+      local orig = H.read_file(path)
+      for _, edit in ipairs {
+        function(o) o.bits = "w5a5" end, function(o) o.strategy = "ait" end, function(o) o.bits = nil end } do
+        local o = acq.json.decode(orig)
+        edit(o)
+        H.write_file(path, acq.json.encode(o))
+        local out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d .. " --iters 12")
+        assert.equal(2, rc, out)
+        assert.matches("options.json was changed after the run wrote it", out)
+        assert.equal(1, lines(out), out)
+      end
+      H.write_file(path, orig)
+      local out, rc = acqlua("recipes/dsg.lua --resume " .. d .. " --iters 12")
+      assert.equal(2, rc, out)
+      assert.matches("holds a acq_cifar run; continue it with recipes/acq_cifar.lua", out)
+    end)
   end)
 end)

@@ -345,12 +345,22 @@ end
 
 --- Restores what Alg:state saved, as of the end of iteration it.
 function Alg:load(t, meta, it, source)
+  local function need(name)
+    if not acq.is_tensor(t[name]) then error(("%s: tensor '%s' is missing"):format(source, name), 0) end
+    return t[name]
+  end
   self.G:load_state_dict(sub(t, "G."), { strict = true, source = source })
   self.Q:load_state_dict(sub(t, "Q."), { strict = true, source = source })
+  -- every activation quantizer has bounds from the first iteration on
+  local quantized = {}
+  for _, b in ipairs(self.Q:act_bounds()) do quantized[b.name] = true end
   for _, e in ipairs(self.Q:named_modules("conv2d")) do
-    local lo = t["bounds." .. e[1] .. ".lo"]
-    if lo then e[2]:set_act_bounds(lo, t["bounds." .. e[1] .. ".hi"]) end
+    local key = "bounds." .. e[1]
+    if quantized[e[1]] and (it > 0 or t[key .. ".lo"]) then
+      e[2]:set_act_bounds(need(key .. ".lo"), need(key .. ".hi"))
+    end
   end
+  if not self.parallel then need("rng.sample") end
   self.optG:load_state_dict(sub(t, "optG."))
   self.optQ:load_state_dict(sub(t, "optQ."))
   local ranks = t["rng.sample.ranks"]

@@ -33,25 +33,54 @@ local FORMAT = "acq-run-v1"
 -- Writes the checkpoint atomically, with the CRC-32 of its tensor data,
 -- and only when every floating tensor in it is finite (else an error
 -- naming the first that is not; the previous checkpoint stays).
-local function save_checkpoint(path, alg, it, elapsed)
+-- The checkpoint's metadata also name the recipe that wrote it and carry
+-- the run's options record (options.json, canonical), so a resume can tell
+-- another recipe's folder and an edited options.json (acq.run); checksums
+-- cover the tensors and the metadata.
+local function save_checkpoint(path, alg, it, elapsed, run)
   local t, meta = alg:state()
   t["rng.global"] = acq.rng_state()
   meta.format, meta.iter, meta.elapsed = FORMAT, tostring(it), ("%.17g"):format(elapsed)
   meta.lr_scale = ("%.17g"):format(alg.lr_scale or 1)
+  meta.recipe, meta.record = run.name, run.record
   acq.safetensors.save(path, t, meta, { checksum = true, finite = true })
 end
 
-local function load_checkpoint(path, alg)
+-- Every metadata field a resume uses, checked for type and range: a
+-- one-line error naming the field (no Lua internals).
+local function checked_meta(path, meta, unchecked)
+  local function bad(field, why) R.die("cannot resume: %s: metadata field '%s' %s", path, field, why) end
+  if meta.format ~= FORMAT then R.die("cannot resume: %s is not an acq run checkpoint", path) end
+  if not (meta.crc32 and meta.crc32_meta) and not unchecked then
+    R.die("cannot resume: %s carries no checksum over its %s (written by an older acq, or edited); "
+      .. "--unchecked-checkpoint accepts it", path, meta.crc32 and "metadata" or "tensors and metadata")
+  end
+  local it = meta.iter and tonumber(meta.iter)
+  if not it then bad("iter", meta.iter and ("is '%s', not a number"):format(meta.iter) or "is missing") end
+  if it ~= math.floor(it) or it < 0 or it > 1e9 then bad("iter", ("is %s, not an iteration"):format(meta.iter)) end
+  local elapsed = tonumber(meta.elapsed or "0")
+  if not elapsed or elapsed ~= elapsed or elapsed < 0 or elapsed == math.huge then
+    bad("elapsed", ("is '%s', not a duration"):format(tostring(meta.elapsed)))
+  end
+  local lr = tonumber(meta.lr_scale or "1")
+  if not lr or lr ~= lr or lr <= 0 or lr > 1 then
+    bad("lr_scale", ("is '%s', not in (0, 1]"):format(tostring(meta.lr_scale)))
+  end
+  return math.tointeger(it), elapsed, lr
+end
+
+local function load_checkpoint(path, alg, unchecked)
   local okr, what = acq.is_regular_file(path)
   if not okr then R.die("cannot resume: %s is %s", path, what) end
   local ok, t, meta = pcall(acq.safetensors.load, path)
   if not ok then R.die("cannot resume: %s", tostring(t):gsub("\n.*", "")) end
-  if meta.format ~= FORMAT then R.die("cannot resume: %s is not an acq run checkpoint", path) end
-  local it = tonumber(meta.iter)
-  alg:load(t, meta, it, path)
-  alg.lr_scale = tonumber(meta.lr_scale) or 1
+  local it, elapsed, lr = checked_meta(path, meta, unchecked)
+  if not acq.is_tensor(t["rng.global"]) then R.die("cannot resume: %s: tensor 'rng.global' is missing", path) end
+  local okl, err = pcall(alg.load, alg, t, meta, it, path)
+  if not okl then R.die("cannot resume: %s", R.strip_positions(tostring(err)):gsub("\n.*", "")) end
+  alg.lr_scale = lr
   acq.set_rng_state(t["rng.global"])
-  return it, tonumber(meta.elapsed) or 0
+  return it, elapsed
 end
 
 local function number_of(t)
@@ -92,7 +121,7 @@ function Run.loop(self, alg, body, a)
   if o.resume then
     local from = src .. "/checkpoint.safetensors"
     if not exists(from) then R.die("--resume %s: no checkpoint.safetensors yet (the run stopped before its first)", src) end
-    start, elapsed0 = load_checkpoint(from, alg)
+    start, elapsed0 = load_checkpoint(from, alg, o.unchecked_checkpoint)
     if start >= o.iters and exists(src .. "/result.json") then
       R.die("--resume %s: the run finished at iteration %d (result.json); give a larger --iters to train on", src, start)
     end
@@ -100,6 +129,11 @@ function Run.loop(self, alg, body, a)
   end
   local logpath = dir .. "/metrics.jsonl"
   local log, rows = open_log(logpath, start)
+  if not follower then -- the record of what the run draws (--force removes those and nothing else)
+    local kinds = {}
+    for _, p in ipairs(alg.pictures or {}) do kinds[#kinds + 1] = p[1] or p.name end
+    history(dir, { event = "files", pictures = kinds })
+  end
   acq.mkdir(dir .. "/samples")
   local fixed = P.fixed_samples(alg)
   if start > 0 then print(("resuming %s at iteration %d of %d"):format(dir, start, o.iters))
@@ -111,9 +145,14 @@ function Run.loop(self, alg, body, a)
   local last = {}
   local function elapsed() return elapsed0 + acq.clock() - t_start end
 
+  -- A row is on disk (flushed) before the checkpoint of its iteration, and
+  -- a resume keeps only the rows up to its checkpoint: the log of an
+  -- interrupted run equals an uninterrupted one's. A failed write stops
+  -- the run (the rows after the last checkpoint are rewritten on resume).
   local function write_row(row)
-    log:write(acq.json.encode(row), "\n")
-    log:flush()
+    local okw, errw = log:write(acq.json.encode(row), "\n")
+    if okw then okw, errw = log:flush() end
+    if not okw then error(("%s: %s"):format(logpath, tostring(errw)), 0) end
     rows[#rows + 1] = row
   end
   local INTERRUPTED = {}
@@ -124,8 +163,8 @@ function Run.loop(self, alg, body, a)
       -- Ctrl-C stopped the evaluation: the state after iteration `it` is
       -- what a resume needs (at the last iteration it is already written)
       if it < o.iters then
-        save_checkpoint(ckpt, alg, it, elapsed())
         write_row(row) -- without its accuracy
+        save_checkpoint(ckpt, alg, it, elapsed(), self)
       end
       INTERRUPTED.it = it
       error(INTERRUPTED, 0)
@@ -169,8 +208,23 @@ function Run.loop(self, alg, body, a)
       it = it + 1
       local okit, row = xpcall(alg.iteration, R.handler, alg, it, body)
       local stop = acq.interrupted()
+      local final = false
+      if okit then
+        local due = it == o.iters or (it > o.warmup and o.eval_every > 0 and it % o.eval_every == 0)
+        final = due and it == o.iters
+        if row.lr_g or due then
+          local now = acq.clock()
+          row.sec_per_iter = (now - t_log) / (it - it_log)
+          row.elapsed = elapsed()
+          t_log, it_log = now, it
+        end
+        if due and not final then evaluate(it, row) end
+        -- the row before its iteration's checkpoint (the final one's losses
+        -- first; the final evaluation completes it after the checkpoint)
+        if row.lr_g or due then write_row(row) end
+      end
       if okit and (it % o.ckpt_every == 0 or it == o.iters or stop) then
-        local okc, errc = pcall(save_checkpoint, ckpt, alg, it, elapsed())
+        local okc, errc = pcall(save_checkpoint, ckpt, alg, it, elapsed(), self)
         if okc then
           last_good = it
           alg:notify("on_checkpoint", it)
@@ -183,7 +237,7 @@ function Run.loop(self, alg, body, a)
         if (o.on_nan == "rollback") and diverged(why) and last_good and rollbacks < (o.max_rollbacks or 3) then
           rollbacks = rollbacks + 1
           local scale = alg.lr_scale
-          local back = load_checkpoint(ckpt, alg)
+          local back = load_checkpoint(ckpt, alg, true)
           alg.lr_scale = scale * 0.5 -- halved again at each rollback
           log:close()
           log, rows = open_log(logpath, back)
@@ -197,20 +251,7 @@ function Run.loop(self, alg, body, a)
           R.stop(1, "stopped at iteration %d: %s; %s", it, why, good)
         end
       else
-        local due = it == o.iters or (it > o.warmup and o.eval_every > 0 and it % o.eval_every == 0)
-        if row.lr_g or due then
-          local now = acq.clock()
-          row.sec_per_iter = (now - t_log) / (it - it_log)
-          row.elapsed = elapsed()
-          t_log, it_log = now, it
-        end
-        if due and it == o.iters then
-          write_row(row) -- the losses first
-          final_evaluation(it, row)
-        else
-          if due then evaluate(it, row) end
-          if row.lr_g or due then write_row(row) end
-        end
+        if final then final_evaluation(it, row) end
         if it % o.sample_every == 0 or it == o.iters then picture(it) end
         bar:update(it, { L_G = row.L_G, L_Q = row.L_Q, top1 = last.top1 })
         if stop and it < o.iters then
@@ -224,7 +265,9 @@ function Run.loop(self, alg, body, a)
   end)
   acq.release_interrupts()
   log:close()
-  if self.lock then self.lock:release() end -- the folder is complete up to here
+  -- a run that stops here leaves its folder complete up to its checkpoint;
+  -- a finished one keeps the lock until Run:finish has written result.json
+  if (not ok or (err and err.interrupted)) and self.lock then self.lock:release() end
   if not ok and err == INTERRUPTED then
     bar:finish()
     print(("%s: stopped during the %s evaluation; checkpoint written. Continue with:\n  acqlua %s --resume %s")

@@ -49,7 +49,8 @@ R.options = {
   { "device", "cpu", "where the run computes: cpu, cuda, cuda:N or auto (cuda when there is one)" },
   { "dist_timeout", 300, "several processes: seconds a collective may wait for the other ranks before the run stops" },
   { "sync_stats", false, "several processes: BN statistics of L_BNS and F^train over every rank's batch (as SyncBatchNorm), not each rank's own" },
-  { "force", false, "start over in an --out folder that holds a run (its files are replaced)" },
+  { "force", false, "start over in an --out folder that holds a run (the files its record names are replaced, nothing else)" },
+  { "unchecked_checkpoint", false, "--resume from a checkpoint without checksums over its tensors and metadata (written before acq 0.3)" },
   { "on_nan", "stop", "a NaN or Inf in a loss or the state: stop, or rollback (to the last checkpoint, learning rates halved)" },
   { "max_rollbacks", 3, "with --on-nan rollback: at most this many rollbacks" },
   { "calibration", "range", "first layer's input bounds: range (the normalised image's [0,1] range) or "

@@ -112,22 +112,62 @@ R.Run = Run
 -- Options that do not change the computation, so a resume may change them.
 local HARMLESS = { iters = true, eval_every = true, log_every = true, ckpt_every = true,
   sample_every = true, threads = true, out = true, resume = true, force = true, on_nan = true,
-  max_rollbacks = true, device = true, dist_timeout = true }
+  max_rollbacks = true, device = true, dist_timeout = true, unchecked_checkpoint = true }
 -- Options that change what the checkpoint's tensors mean: a resume may not change them.
 local STRUCTURAL = { bits = true, model = true, classes = true, dataset = true }
 
--- The files a run writes into its folder (--force removes them, and nothing else).
-local function run_files(dir)
-  local r = {}
-  for _, n in ipairs(acq.listdir(dir)) do
-    if n == "options.json" or n == "history.jsonl" or n == "metrics.jsonl" or n == "checkpoint.safetensors"
-       or n == "result.json" or n == "losses.png" or n:match("^q_.*%.safetensors$") or n:match("_%d%d%d%d%d%d%.png$")
-       or n:match("%.tmp%.%d+$") then -- a temporary file of an interrupted atomic write
-      r[#r + 1] = dir .. "/" .. n
+-- The run's record: options.json (every option, and "_recipe", the recipe
+-- that owns the folder) and history.jsonl (its events; "files" records the
+-- picture kinds the loop draws). nil when dir holds no record.
+local function record_of(dir)
+  local path = dir .. "/options.json"
+  if not acq.is_regular_file(path) then return nil end
+  local ok, saved = pcall(acq.json.decode, read(path))
+  if not ok or type(saved) ~= "table" then return nil end
+  local rec = { options = saved, pictures = {}, iters = tonumber(saved.iters) or 0 }
+  local h = dir .. "/history.jsonl"
+  if acq.is_regular_file(h) then
+    for line in read(h):gmatch("[^\n]+") do
+      local okl, e = pcall(acq.json.decode, line)
+      if okl and type(e) == "table" then
+        if e.event == "files" and type(e.pictures) == "table" then
+          for _, k in ipairs(e.pictures) do if type(k) == "string" then rec.pictures[k] = true end end
+        end
+        local ch = type(e.changed) == "table" and e.changed.iters
+        if type(ch) == "table" and tonumber(ch[2]) then rec.iters = math.max(rec.iters, tonumber(ch[2])) end
+      end
     end
   end
+  return rec
+end
+R.record_of = record_of
+
+-- The files of dir that its record says the run wrote (--force removes
+-- these and nothing else): the fixed names, the export of its bit widths,
+-- the pictures of its recorded kinds at iterations 0..its --iters, and the
+-- temporaries of interrupted atomic writes of any of them (NAME.tmp.PID).
+local function run_files(dir, rec)
+  local o = rec.options
+  local fixed = { ["options.json"] = true, ["history.jsonl"] = true, ["metrics.jsonl"] = true,
+    ["checkpoint.safetensors"] = true, ["result.json"] = true, ["losses.png"] = true }
+  if type(o.bits) == "string" then fixed[("q_%s.safetensors"):format(o.bits:gsub("[^%w]+", "_"))] = true end
+  local function picture(n, kinds)
+    local kind, it = n:match("^(.+)_(%d%d%d%d%d%d)%.png$")
+    return kind and kinds[kind] and tonumber(it) <= rec.iters
+  end
+  local function ours(n, kinds)
+    local base = n:match("^(.-)%.tmp%.%d+$") or n
+    return fixed[base] or picture(base, kinds)
+  end
+  local r = {}
+  for _, n in ipairs(acq.listdir(dir)) do
+    if ours(n, rec.pictures) and n ~= ".lock" then r[#r + 1] = dir .. "/" .. n end
+  end
   if acq.isdir(dir .. "/samples") then
-    for _, n in ipairs(acq.listdir(dir .. "/samples")) do r[#r + 1] = dir .. "/samples/" .. n end
+    fixed = {}
+    for _, n in ipairs(acq.listdir(dir .. "/samples")) do
+      if ours(n, { iter = true }) then r[#r + 1] = dir .. "/samples/" .. n end
+    end
   end
   return r
 end
@@ -143,9 +183,63 @@ end
 R.history = history
 
 local function take_lock(dir, flag)
-  local lock, holder = acq.lock(dir .. "/.lock")
+  local okl, lock, holder = pcall(acq.lock, dir .. "/.lock")
+  if not okl then R.die("%s %s: cannot take the lock: %s", flag, dir, tostring(lock)) end
   if not lock then R.die("%s %s: another run (pid %s) is using this folder", flag, dir, holder) end
   return lock
+end
+
+--- The options record as one canonical string (keys sorted, JSON values):
+-- what a checkpoint keeps of options.json, to tell an edited file.
+function R.canonical(saved)
+  local keys, parts = {}, {}
+  for k in pairs(saved) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do parts[#parts + 1] = acq.json.encode(k) .. ":" .. acq.json.encode(saved[k]) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+-- The metadata of DIR's checkpoint, or nil when it has none; a checkpoint
+-- that cannot be read is a user error.
+local function checkpoint_meta(dir)
+  local path = dir .. "/checkpoint.safetensors"
+  if not exists(path) then return nil end
+  local okr, what = acq.is_regular_file(path)
+  if not okr then R.die("cannot resume: %s is %s", path, what) end
+  local ok, _, meta = pcall(acq.safetensors.load, path)
+  if not ok then R.die("cannot resume: %s", (tostring(_):gsub("\n.*", ""))) end
+  return meta
+end
+
+--- On --resume: the folder belongs to this recipe, and options.json is the
+-- record its checkpoint was written under (an edited options.json is
+-- refused, naming the first field that differs).
+function R.check_record(dir, name, saved, opts)
+  local owner = saved._recipe
+  local meta = checkpoint_meta(dir)
+  if meta and meta.recipe then owner = meta.recipe end
+  if owner and owner ~= name then
+    R.die("--resume %s: the folder holds a %s run; continue it with recipes/%s.lua, not %s", dir, owner, owner, name)
+  end
+  if meta and meta.record and meta.record ~= R.canonical(saved) then
+    local okc, copy = pcall(acq.json.decode, meta.record)
+    local field = "?"
+    if okc and type(copy) == "table" then
+      local keys = {}
+      for k in pairs(copy) do keys[#keys + 1] = k end
+      for k in pairs(saved) do if copy[k] == nil then keys[#keys + 1] = k end end
+      table.sort(keys)
+      for _, k in ipairs(keys) do
+        if acq.json.encode(copy[k]) ~= acq.json.encode(saved[k]) then
+          field = ("'%s' is %s there, %s in the checkpoint's copy"):format(k,
+            saved[k] == nil and "missing" or acq.json.encode(saved[k]), copy[k] == nil and "missing" or acq.json.encode(copy[k]))
+          break
+        end
+      end
+    end
+    R.die("--resume %s: options.json was changed after the run wrote it (%s); restore it, or start a new run "
+      .. "(options a resume may change are given on the command line)", dir, field)
+  end
 end
 
 --- Parses the options (--help prints and exits), checks them, then takes
@@ -166,14 +260,19 @@ function R.start(name, spec, args, hooks)
     print(help)
     os.exit(0, true)
   end
-  local changed, lock = {}, nil
+  local changed, lock, record = {}, nil, nil
   if opts.resume then
     local dir = opts.resume
     if not acq.isdir(dir) then R.die("--resume %s: no such folder", dir) end
     local path = dir .. "/options.json"
     if not exists(path) then R.die("--resume %s: no options.json (not a run folder)", dir) end
+    local okr, what = acq.is_regular_file(path)
+    if not okr then R.die("--resume %s: options.json is %s", dir, what) end
     local okj, saved = pcall(acq.json.decode, read(path))
     if not okj or type(saved) ~= "table" then R.die("--resume %s: options.json is damaged: %s", dir, tostring(saved)) end
+    R.check_record(dir, name, saved, opts)
+    record = R.canonical(saved)
+    saved._recipe = nil
     for k, v in pairs(saved) do
       if opts._given[k] and v ~= opts[k] then
         if STRUCTURAL[k] then
@@ -231,9 +330,15 @@ function R.start(name, spec, args, hooks)
     if next(changed) then record.changed = changed end
     history(dir, record)
   else
+    local rec
     if acq.isdir(dir) and #acq.listdir(dir) > 0 then
+      rec = record_of(dir)
+      if not rec then
+        R.die("--out %s: the folder is not empty and holds no acq run (no options.json); choose a new or empty folder",
+          dir)
+      end
       if not opts.force then
-        R.die("--out %s: the folder is not empty; continue its run with --resume %s, or start over with --force",
+        R.die("--out %s: the folder holds a run; continue it with --resume %s, or start over with --force",
           dir, dir)
       end
     elseif exists(dir) and not acq.isdir(dir) then
@@ -241,22 +346,23 @@ function R.start(name, spec, args, hooks)
     end
     acq.mkdir(dir)
     lock = take_lock(dir, "--out")
-    if opts.force then
-      for _, f in ipairs(run_files(dir)) do
-        if not f:match("/%.lock$") then os.remove(f) end
-      end
+    if opts.force and rec then -- only what the run's record says it wrote
+      for _, f in ipairs(run_files(dir, rec)) do os.remove(f) end
+      if acq.isdir(dir .. "/samples") and #acq.listdir(dir .. "/samples") == 0 then os.remove(dir .. "/samples") end
     end
-    local saved = {}
+    local saved = { _recipe = name }
     for k, v in pairs(opts) do
       if k ~= "_given" and k ~= "resume" and k ~= "force" then saved[k] = v end
     end
     acq.write_file(dir .. "/options.json", acq.json.encode(saved, { indent = 2 }) .. "\n")
-    history(dir, { event = "start", args = table.concat(args or {}, " ") })
+    record = R.canonical(saved)
+    history(dir, { event = "start", recipe = name, args = table.concat(args or {}, " ") })
   end
   if rank == 0 and dist.parallel() then dist.barrier() end -- the others may start
   acq.set_num_threads(opts.threads and opts.threads > 0 and opts.threads or acq.cpu_count())
   acq.manual_seed(opts.seed or 0)
-  return setmetatable({ name = name, opts = opts, dir = dir, source = source, lock = lock, rank = rank }, Run)
+  return setmetatable({ name = name, opts = opts, dir = dir, source = source, lock = lock, rank = rank,
+    record = record }, Run)
 end
 
 -- The loop, the metrics log and the checkpoints: acq.loop adds Run:loop.
@@ -272,6 +378,7 @@ function Run:finish(summary)
   summary.dir = self.dir
   history(self.dir, { event = "finish", iter = self.opts.iters })
   acq.write_file(self.dir .. "/result.json", acq.json.encode(summary, { indent = 2 }) .. "\n")
+  if self.lock then self.lock:release() end -- held until the folder is complete
   return summary
 end
 

@@ -47,6 +47,7 @@ static int stfile_gc(lua_State *L) {
 
 /* Opens path into a closable userdata left on the stack. */
 #define ACQ_ST_CRC_KEY "crc32"
+#define ACQ_ST_CRC_META_KEY "crc32_meta"
 
 /* CRC-32 (zlib's) c continued over n more bytes, in pieces zlib's uInt can
  * take; start with crc32(0L, Z_NULL, 0). */
@@ -74,6 +75,34 @@ static int64_t first_nonfinite(const void *buf, int dtype, int64_t numel) {
   return -1;
 }
 
+/* The CRC-32 of metadata entries (key NUL value NUL, in key order), the two
+ * checksum keys left out: what "crc32_meta" holds, so the metadata are as
+ * trusted as the tensors. */
+typedef struct MetaEntry {
+  const char *k, *v;
+} MetaEntry;
+
+static int cmp_meta(const void *a, const void *b) {
+  return strcmp(((const MetaEntry *)a)->k, ((const MetaEntry *)b)->k);
+}
+
+static unsigned long meta_crc(const char *const *keys, const char *const *vals, int n) {
+  MetaEntry stack[64], *e = n <= 64 ? stack : malloc(sizeof *e * (size_t)n);
+  unsigned long c = crc32(0L, Z_NULL, 0);
+  if (!e) return c ^ 0xffffffffUL; /* never matches a stored value by chance */
+  int m = 0;
+  for (int i = 0; i < n; i++)
+    if (strcmp(keys[i], ACQ_ST_CRC_KEY) != 0 && strcmp(keys[i], ACQ_ST_CRC_META_KEY) != 0)
+      e[m].k = keys[i], e[m].v = vals[i], m++;
+  qsort(e, (size_t)m, sizeof *e, cmp_meta);
+  for (int i = 0; i < m; i++) {
+    c = crc_update(c, (const unsigned char *)e[i].k, strlen(e[i].k) + 1);
+    c = crc_update(c, (const unsigned char *)e[i].v, strlen(e[i].v) + 1);
+  }
+  if (e != stack) free(e);
+  return c;
+}
+
 static acq_st_file *open_file(lua_State *L, const char *path) {
   acq_st_file *f = lua_newuserdatauv(L, sizeof *f, 0);
   memset(f, 0, sizeof *f);
@@ -95,6 +124,15 @@ static acq_st_file *open_file(lua_State *L, const char *path) {
     if (strcmp(got, f->meta_val[i]) != 0)
       luaL_error(L, "%s: checksum mismatch (stored crc32 %s, computed %s): the file is corrupted", path,
                  f->meta_val[i], got);
+  }
+  for (int i = 0; i < f->nmeta; i++) {
+    if (strcmp(f->meta_key[i], ACQ_ST_CRC_META_KEY) != 0) continue;
+    char got[16];
+    snprintf(got, sizeof got, "%08lx",
+             meta_crc((const char *const *)f->meta_key, (const char *const *)f->meta_val, f->nmeta));
+    if (strcmp(got, f->meta_val[i]) != 0)
+      luaL_error(L, "%s: metadata checksum mismatch (stored crc32_meta %s, computed %s): its metadata were "
+                 "changed after writing", path, f->meta_val[i], got);
   }
   return f;
 }
@@ -210,8 +248,9 @@ const char **acqL_sorted_names(lua_State *L, int idx, int *n, const char *path) 
 /***
  * acq.safetensors.save(path, tensors [, metadata [, {checksum = false,
  * finite = false}]])
- * checksum: store the CRC-32 of the data section in the metadata ("crc32"),
- * which every load then checks; finite: refuse (write nothing) when a
+ * checksum: store the CRC-32 of the data section ("crc32") and of the
+ * metadata ("crc32_meta", its entries in key order) in the metadata, which
+ * every load then checks; finite: refuse (write nothing) when a
  * float tensor holds NaN or Inf, naming it.
  * @function save
  */
@@ -294,8 +333,8 @@ static int l_st_save(lua_State *L) {
       nm++;
     }
   }
-  mk = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nm + 1), 0); /* 8 */
-  mv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nm + 1), 0); /* 9 */
+  mk = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nm + 2), 0); /* 8 */
+  mv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nm + 2), 0); /* 9 */
   lua_newtable(L);                                                 /* 10: anchors */
   int k = 0;
   if (!lua_isnil(L, 3)) {
@@ -308,17 +347,22 @@ static int l_st_save(lua_State *L) {
       lua_pop(L, 1);
       mk[k] = lua_tostring(L, -1); /* a key of the metadata table */
       mv[k] = v;                   /* anchored in table 10 */
-      if (want_crc && strcmp(mk[k], ACQ_ST_CRC_KEY) == 0) continue; /* replaced below */
+      if (want_crc && (strcmp(mk[k], ACQ_ST_CRC_KEY) == 0 || strcmp(mk[k], ACQ_ST_CRC_META_KEY) == 0))
+        continue; /* replaced below */
       k++;
     }
   }
-  char crc[16];
+  char crc[16], mcrc[16];
   if (want_crc) {
     unsigned long c = crc32(0L, Z_NULL, 0);
     for (int i = 0; i < n; i++) c = crc_update(c, out[i].data, out[i].nbytes);
     snprintf(crc, sizeof crc, "%08lx", c);
+    snprintf(mcrc, sizeof mcrc, "%08lx", meta_crc(mk, mv, k));
     mk[k] = ACQ_ST_CRC_KEY;
     mv[k] = crc;
+    k++;
+    mk[k] = ACQ_ST_CRC_META_KEY;
+    mv[k] = mcrc;
     k++;
   }
   nm = k;

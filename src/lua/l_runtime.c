@@ -351,7 +351,8 @@ static int lock_release(lua_State *L) {
 
 /***
  * acq.lock(path) -> lock | nil, holder
- * Takes an exclusive flock on path (created if needed) without waiting and
+ * Takes an exclusive flock on path (created if needed; a symbolic link, a
+ * hard link or anything but a regular file is refused) without waiting and
  * writes this process's pid into it. When another process holds it: nil and
  * the holder's pid as written in the file. The lock lasts until lock:release(),
  * its collection or the process's end (the kernel releases it even after
@@ -373,12 +374,21 @@ static int l_lock(lua_State *L) {
     lua_setfield(L, -2, "__index");
   }
   lua_setmetatable(L, -2);
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  /* never through a symbolic link (its target would be overwritten with the
+   * pid), never blocking on a FIFO, never a file with other names */
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+  if (fd < 0 && errno == ELOOP)
+    return luaL_error(L, "%s: is a symbolic link; refused (a lock is a file of its own)", path);
   if (fd < 0) return luaL_error(L, "%s: %s", path, strerror(errno));
   struct stat sb;
   if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
     close(fd);
-    return luaL_error(L, "%s: not a regular file", path);
+    return luaL_error(L, "%s: not a regular file; refused", path);
+  }
+  if (sb.st_nlink != 1) {
+    close(fd);
+    return luaL_error(L, "%s: has %d names (a hard link); refused (a lock is a file of its own)", path,
+                      (int)sb.st_nlink);
   }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int e = errno;
