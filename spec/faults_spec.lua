@@ -348,6 +348,90 @@ describe("reliability, second round", function()
     rm(ref)
   end)
 
+  it("nothing waits forever: FIFOs, absurd --threads, a broken or lonely process group", function()
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    assert.is_true(os.execute("mkfifo " .. fifo))
+    local cf = H.tmpdir() -- a CIFAR folder whose test batch is a FIFO
+    assert.is_true(os.execute("mkfifo " .. cf .. "/test_batch.bin"))
+    for _, c in ipairs {
+      { "recipes/acq_cifar.lua", fifo, "is a FIFO" }, { "recipes/acq_imagenet.lua", fifo, "is a FIFO" },
+      { "recipes/acq_cifar.lua", cf, "FIFO" } } do
+      local d = outdir()
+      local t0 = acq.clock()
+      local out, rc = H.run(("timeout 60 %s %s --threads 1 --batch 2 --warmup 1 --iters 1 --val %s --out %s")
+        :format(ACQLUA, c[1], c[2], d))
+      assert.is_true(rc == 1 or rc == 2, out)
+      assert.matches(c[3], out)
+      assert.is_true(acq.clock() - t0 < 30, "waited")
+      rm(d)
+    end
+    -- --threads far beyond the machine: a note, and the run goes on
+    local d = outdir()
+    local out, rc = H.run(("timeout 120 %s %s--iters 1 --threads 100000 --out %s"):format(ACQLUA, BASE, d))
+    assert.equal(0, rc, out)
+    assert.matches("%-%-threads 100000 is more than this machine's", out)
+    rm(d)
+    -- the launcher's environment: broken is an error at once, a missing peer within --dist-timeout
+    for _, env in ipairs { "WORLD_SIZE=abc RANK=0", "WORLD_SIZE=2", "WORLD_SIZE=2 RANK=5", "WORLD_SIZE=2 RANK=0 MASTER_PORT=99999" } do
+      d = outdir()
+      out, rc = H.run(("%s timeout 60 %s %s--iters 1 --out %s"):format(env, ACQLUA, BASE, d))
+      assert.equal(2, rc, env .. ": " .. out)
+      assert.equal(1, lines(out), out)
+      assert.is_false(acq.isdir(d), env)
+      rm(d)
+    end
+    d = outdir()
+    local t0 = acq.clock()
+    out, rc = H.run(("WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=%d timeout 60 %s %s--iters 1 --dist-timeout 3 --out %s")
+      :format(24000 + math.random(0, 4000), ACQLUA, BASE, d))
+    assert.equal(2, rc, out)
+    assert.matches("joining the group", out) -- said at once
+    assert.matches("within %-%-dist%-timeout 3 s", out)
+    assert.is_true(acq.clock() - t0 < 30, "waited " .. (acq.clock() - t0) .. " s")
+    rm(d, cf)
+    os.remove(fifo)
+  end)
+
+  it("messages without internals, and a refused start leaves no folder", function()
+    local out, rc = acqlua(BASE .. "--iters 1 --out ''")
+    assert.equal(2, rc, out)
+    assert.matches("%-%-out: the path is empty", out)
+    assert.is_nil(out:find("%.lua:%d+"), out)
+    local bad = os.tmpname() .. "-\xff\xfe"
+    out, rc = acqlua(BASE .. "--iters 1 --out '" .. bad .. "'")
+    assert.equal(2, rc, out)
+    assert.matches("not valid UTF%-8", out)
+    assert.is_false(acq.isdir(bad))
+    -- --weights that is a file but not weights: refused, and the same --out works afterwards
+    local w = os.tmpname()
+    H.write_file(w, "not weights at all, just text")
+    local d = outdir()
+    out, rc = acqlua(BASE .. "--iters 1 --weights " .. w .. " --out " .. d)
+    assert.equal(2, rc, out)
+    assert.is_false(acq.isdir(d), "the refused run left its folder")
+    out, rc = acqlua(BASE .. "--iters 1 --out " .. d)
+    assert.equal(0, rc, out)
+    rm(d)
+    os.remove(w)
+    -- loops with nothing to loop over
+    local ds = { images = acq.zeros(4, 1, 2, 2), labels = acq.zeros({ 4 }, { dtype = "i64" }) }
+    assert.matches("batch_size must be a whole number of at least 1", H.fails(acq.data.loader, ds, { batch_size = 0 }))
+    assert.matches("batch_size must be a whole number of at least 1", H.fails(acq.eval.evaluator, ds, 0))
+  end)
+
+  it("SIGTERM stops with exit status 143 and is named SIGTERM; SIGINT with 130", function()
+    for _, c in ipairs { { "TERM", 143, "SIGTERM" }, { "INT", 130, "SIGINT" } } do
+      local d = outdir()
+      local out = H.run(("%s %s--iters 400 --out %s > %s.log 2>&1 & pid=$!; "
+        .. "while [ ! -s %s/metrics.jsonl ]; do kill -0 $pid 2>/dev/null || break; sleep 0.05; done; "
+        .. "kill -%s $pid; wait $pid; echo rc=$?"):format(ACQLUA, BASE, d, d, d, c[1]))
+      assert.matches("rc=" .. c[2], out)
+      assert.matches(c[3] .. ": stopped after iteration", H.read_file(d .. ".log"))
+      rm(d, d .. ".log")
+    end
+  end)
+
   describe("a checkpoint is trusted whole", function()
     local d
     local ckpt

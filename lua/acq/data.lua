@@ -25,10 +25,11 @@ D.FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 D.FASHION_MNIST_CLASSES = { "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                             "Sneaker", "Bag", "Ankle boot" }
 
+-- path exists as a regular file (stat only: opening a FIFO would block;
+-- acq.read_file refuses anything else with a message)
 local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
+  local ok, what = acq.is_regular_file(path)
+  return ok or (what ~= nil and what:sub(1, 2) == "a ")
 end
 
 -- path or path.gz, whichever exists.
@@ -263,6 +264,9 @@ end
 function D.loader(ds, o)
   o = o or {}
   local bs = o.batch_size or 256
+  if math.type(bs) ~= "integer" or bs < 1 then
+    error(("acq.data.loader: batch_size must be a whole number of at least 1, got %s"):format(tostring(bs)), 2)
+  end
   local n = D.size(ds)
   local order
   if o.shuffle then -- torch.randperm's order for the same seed

@@ -37,21 +37,39 @@ D.all_reduce = core.dist.all_reduce
 --- broadcast({tensors}, root): every rank's tensors become root's.
 D.broadcast = core.dist.broadcast
 
-local function int_env(k)
+-- The integer in environment variable k (nil when unset); a value that is
+-- not a whole number in [lo, hi] is an error naming the variable.
+local function int_env(k, lo, hi)
   local v = os.getenv(k)
-  return v and tonumber(v) and math.tointeger(tonumber(v))
+  if v == nil then return nil end
+  local n = v:match("^%s*(%d+)%s*$") and math.tointeger(tonumber(v))
+  if not n or n < (lo or 0) or n > (hi or math.maxinteger) then
+    error(("%s=%s in the environment is not a whole number%s (the launcher's variables)")
+      :format(k, v, hi and (" in [%d, %d]"):format(lo or 0, hi) or ""), 0)
+  end
+  return n
 end
 
 --- The launcher's description of this process: {rank, world, local_rank,
 -- addr, port, launcher = "torchrun" | "slurm"}, or nil for a lone process.
+-- A variable that is not a number, a rank outside the world, or one of RANK
+-- and WORLD_SIZE without the other is an error (never a silent lone run).
 function D.env()
-  local rank, world = int_env("RANK"), int_env("WORLD_SIZE")
+  local rank, world = int_env("RANK"), int_env("WORLD_SIZE", 1)
+  if (rank == nil) ~= (world == nil) then
+    error(("%s is set in the environment but %s is not (torchrun sets both)")
+      :format(rank and "RANK" or "WORLD_SIZE", rank and "WORLD_SIZE" or "RANK"), 0)
+  end
+  if rank and rank >= world then error(("RANK=%d is outside WORLD_SIZE=%d"):format(rank, world), 0) end
   if rank and world then
+    int_env("MASTER_PORT", 1, 65535)
     return { rank = rank, world = world, local_rank = int_env("LOCAL_RANK") or rank, launcher = "torchrun",
       addr = os.getenv("MASTER_ADDR") or "127.0.0.1", port = int_env("MASTER_PORT") or 29500 }
   end
-  rank, world = int_env("SLURM_PROCID"), int_env("SLURM_NTASKS")
+  rank, world = int_env("SLURM_PROCID"), int_env("SLURM_NTASKS", 1)
   if rank and world then
+    if rank >= world then error(("SLURM_PROCID=%d is outside SLURM_NTASKS=%d"):format(rank, world), 0) end
+    int_env("MASTER_PORT", 1, 65535)
     return { rank = rank, world = world, local_rank = int_env("SLURM_LOCALID") or 0, launcher = "slurm",
       addr = os.getenv("MASTER_ADDR") or os.getenv("SLURM_LAUNCH_NODE_IPADDR") or "127.0.0.1",
       port = int_env("MASTER_PORT") or 29500 }

@@ -40,6 +40,9 @@ end
 -- (batches of batch_size, default 500, in order): what a recipe hands to
 -- the training loop, so real data reaches it only through this function.
 function E.evaluator(ds, batch_size)
+  if batch_size ~= nil and (math.type(batch_size) ~= "integer" or batch_size < 1) then
+    error(("acq.eval.evaluator: batch_size must be a whole number of at least 1, got %s"):format(tostring(batch_size)), 2)
+  end
   return function(model)
     return E.accuracy(model, acq.data.loader(ds, { batch_size = batch_size or 500 }))
   end

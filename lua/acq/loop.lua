@@ -108,6 +108,7 @@ end
 -- Returns {iter, q_top1, q_top5, interrupted, elapsed, dir, Q, export}.
 function Run.loop(self, alg, body, a)
   a = a or {}
+  self.fresh = false -- from here on the folder holds a run (acq.run's R.undo_fresh)
   local o, dir = self.opts, self.dir
   alg.iters = o.iters
   alg.lr_scale = alg.lr_scale or 1
@@ -263,6 +264,8 @@ function Run.loop(self, alg, body, a)
       end
     end
   end)
+  self.loop_done = true
+  R.last_signal = acq.interrupted() or nil -- named before the handlers go back
   acq.release_interrupts()
   log:close()
   -- a run that stops here leaves its folder complete up to its checkpoint;
@@ -271,7 +274,7 @@ function Run.loop(self, alg, body, a)
   if not ok and err == INTERRUPTED then
     bar:finish()
     print(("%s: stopped during the %s evaluation; checkpoint written. Continue with:\n  acqlua %s --resume %s")
-      :format(acq.interrupted() or "SIGINT", err.it == o.iters and "final" or ("iteration %d's"):format(err.it),
+      :format(R.last_signal or "SIGINT", err.it == o.iters and "final" or ("iteration %d's"):format(err.it),
         arg and arg[0] or "<recipe>", dir))
     return { interrupted = true, iter = err.it }
   end

@@ -329,7 +329,12 @@ function R.start(name, spec, args, check)
       end
       -- files and folders named by the options exist (read later, after these checks)
       if o.weights then R.need_file(o.weights, "--weights") end
-      if o.val and not acq.isdir(o.val) and not exists(o.val) then R.die("--val %s: no such file or folder", o.val) end
+      if o.val and not acq.isdir(o.val) then -- a folder or a regular file, never opened when a FIFO or a device
+        local okv, what = acq.is_regular_file(o.val)
+        if not okv then
+          R.die("--val %s: %s", o.val, what == "No such file or directory" and "no such file or folder" or "is " .. what)
+        end
+      end
       if o.data and o._given and o._given.data then R.need_dir(o.data, "--data") end
       o.device = R.device(o.device)
       if check then check(o) end

@@ -75,29 +75,52 @@ function R.handler(e)
   return setmetatable({ msg = msg, code = 1 }, UserError)
 end
 
+-- A new run that fails before its loop starts (bad --weights contents, a
+-- dataset that will not load) leaves nothing: the records R.start wrote go,
+-- and the folder too when R.start made it, so the same command can run again.
+function R.undo_fresh()
+  local run = R.current
+  if not (run and run.fresh) then return end
+  run.fresh = false
+  for _, f in ipairs { "options.json", "history.jsonl", ".lock" } do os.remove(run.dir .. "/" .. f) end
+  if run.lock then run.lock:release() end
+  if run.made_dir and #acq.listdir(run.dir) == 0 then os.remove(run.dir) end
+end
+
 --- Runs a recipe body: every error is one line on stderr ("<prog>: ..."),
 -- exit status 2 for the user's mistakes (options, files), 1 for the rest
--- (a stopped run, an error in recipe code); an interrupted run exits 130.
+-- (a stopped run, an error in recipe code); an interrupted run exits 130
+-- (SIGINT) or 143 (SIGTERM), as a shell reports those signals.
 function R.main(body, ...)
   local ok, err = xpcall(body, R.handler, ...)
   io.stdout:flush()
   if ok then -- err is the body's result
-    if err == "interrupted" then os.exit(130, true) end
+    if err == "interrupted" then os.exit(R.last_signal == "SIGTERM" and 143 or 130, true) end
     return
   end
+  -- Ctrl-C outside the loop (the export, the FP model's evaluation): acqlua
+  -- raises "interrupted!"; the exit status is a shell's for SIGINT
+  if tostring(err):match("interrupted!$") then
+    io.stderr:write((arg and arg[0] or "acqlua"), ": interrupted (SIGINT)\n")
+    os.exit(130, true)
+  end
+  R.undo_fresh()
   io.stderr:write((arg and arg[0] or "acqlua"), ": ", tostring(err), "\n")
   io.stderr:flush()
   os.exit(getmetatable(err) == UserError and err.code or 1, true)
 end
 
+-- Whether path names anything (stat, never open: opening a FIFO blocks).
 local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
+  local ok, what = acq.is_regular_file(path)
+  return ok or what == "a directory" or what == "a FIFO" or what == "a device" or what == "a socket"
+    or what == "not a regular file"
 end
 R.exists = exists
 
 local function read(path)
+  local okr, what = acq.is_regular_file(path)
+  if not okr then error(("%s: %s"):format(path, what), 0) end
   local f = assert(io.open(path, "rb"))
   local s = f:read("a")
   f:close()
@@ -183,6 +206,10 @@ end
 R.history = history
 
 local function take_lock(dir, flag)
+  -- this process's own earlier run of the folder, whose loop has returned
+  -- (a caller that never called Run:finish): its lock is handed over
+  local prev = R.current
+  if prev and prev.dir == dir and prev.loop_done and prev.lock then prev.lock:release() end
   local okl, lock, holder = pcall(acq.lock, dir .. "/.lock")
   if not okl then R.die("%s %s: cannot take the lock: %s", flag, dir, tostring(lock)) end
   if not lock then R.die("%s %s: another run (pid %s) is using this folder", flag, dir, holder) end
@@ -260,7 +287,7 @@ function R.start(name, spec, args, hooks)
     print(help)
     os.exit(0, true)
   end
-  local changed, lock, record = {}, nil, nil
+  local changed, lock, record, fresh, made_dir = {}, nil, nil, false, false
   if opts.resume then
     local dir = opts.resume
     if not acq.isdir(dir) then R.die("--resume %s: no such folder", dir) end
@@ -293,6 +320,22 @@ function R.start(name, spec, args, hooks)
     if hooks.defaults then hooks.defaults(opts) end
     opts.out = opts.out or ("runs/%s-%s"):format(name, os.date("%Y%m%d-%H%M%S"))
   end
+  -- a folder named by --out or --resume: a JSON string (the records), not empty
+  for _, k in ipairs { "out", "resume" } do
+    local v = opts[k]
+    if v ~= nil then
+      if v == "" then R.die("--%s: the path is empty", k) end
+      if not utf8.len(v) then R.die("--%s: the path is not valid UTF-8 (a run's records are JSON text)", k) end
+    end
+  end
+  -- more threads than processors only slows a run down (and 100,000 of
+  -- them never start): at most the machine's count
+  if opts.threads and opts.threads > acq.cpu_count() then
+    io.stderr:write(("note: --threads %d is more than this machine's %d processors; using %d\n")
+      :format(opts.threads, acq.cpu_count(), acq.cpu_count()))
+    opts.threads = acq.cpu_count()
+  end
+  if opts.threads and opts.threads < 0 then R.die("--threads must be at least 0, got %d", opts.threads) end
   for _, k in ipairs { "iters", "batch", "log_every", "ckpt_every", "sample_every" } do
     if opts[k] ~= nil and opts[k] < 1 then R.die("--%s must be at least 1, got %d", k:gsub("_", "-"), opts[k]) end
   end
@@ -307,14 +350,23 @@ function R.start(name, spec, args, hooks)
   if hooks.check then hooks.check(opts) end
   -- several processes (torchrun, Slurm, bench/launch.sh): join the group; rank 0
   -- alone takes and writes the run folder
-  local env, rank = dist.env(), 0
+  local okenv, env = pcall(dist.env)
+  if not okenv then R.die("%s", tostring(env)) end
+  local rank = 0
   if env and env.world > 1 then
     if not (opts._given.out or opts.resume) then
       R.die("%d processes: name the run folder with --out (or --resume); every rank must use the same one", env.world)
     end
     if opts.on_nan == "rollback" then R.die("--on-nan rollback runs in one process only (the ranks would part ways)") end
+    if env.rank == 0 or os.getenv("ACQ_DIST_VERBOSE") then
+      io.stderr:write(("rank %d of %d: joining the group at %s:%d (waits up to --dist-timeout %g s for the others)\n")
+        :format(env.rank, env.world, env.addr, env.port, opts.dist_timeout))
+    end
     local okd, errd = pcall(dist.init, opts.dist_timeout, { sync_stats = opts.sync_stats })
-    if not okd then R.die("%d processes (%s): %s", env.world, env.launcher, tostring(errd)) end
+    if not okd then
+      R.die("%d processes (%s): rank %d could not join the group at %s:%d within --dist-timeout %g s: %s", env.world,
+        env.launcher, env.rank, env.addr, env.port, opts.dist_timeout, (tostring(errd):gsub("\n.*", "")))
+    end
     rank = dist.rank()
   end
   local dir, source = opts.out, nil
@@ -344,8 +396,10 @@ function R.start(name, spec, args, hooks)
     elseif exists(dir) and not acq.isdir(dir) then
       R.die("--out %s: not a folder", dir)
     end
+    made_dir = not acq.isdir(dir)
     acq.mkdir(dir)
     lock = take_lock(dir, "--out")
+    fresh = true
     if opts.force and rec then -- only what the run's record says it wrote
       for _, f in ipairs(run_files(dir, rec)) do os.remove(f) end
       if acq.isdir(dir .. "/samples") and #acq.listdir(dir .. "/samples") == 0 then os.remove(dir .. "/samples") end
@@ -361,8 +415,9 @@ function R.start(name, spec, args, hooks)
   if rank == 0 and dist.parallel() then dist.barrier() end -- the others may start
   acq.set_num_threads(opts.threads and opts.threads > 0 and opts.threads or acq.cpu_count())
   acq.manual_seed(opts.seed or 0)
-  return setmetatable({ name = name, opts = opts, dir = dir, source = source, lock = lock, rank = rank,
-    record = record }, Run)
+  R.current = setmetatable({ name = name, opts = opts, dir = dir, source = source, lock = lock, rank = rank,
+    record = record, fresh = fresh, made_dir = made_dir }, Run)
+  return R.current
 end
 
 -- The loop, the metrics log and the checkpoints: acq.loop adds Run:loop.
