@@ -432,6 +432,49 @@ describe("reliability, second round", function()
     end
   end)
 
+  it("kill -9 at 20 random moments, each followed by --resume: metrics, checkpoint and export equal the uninterrupted run's", function()
+    local args = BASE .. "--iters 6 --ckpt-every 1 --sample-every 100"
+    local ref = outdir()
+    local out, rc = acqlua(args .. " --out " .. ref)
+    assert.equal(0, rc, out)
+    local rows = H.rows_of(ref .. "/metrics.jsonl", true)
+    local qa = acq.safetensors.load(ref .. "/q_w4a4.safetensors")
+    local ca = acq.safetensors.load(ref .. "/checkpoint.safetensors")
+    -- the run's own duration sets the range of the delays
+    local t0 = acq.clock()
+    local d0 = outdir()
+    acqlua(args .. " --out " .. d0)
+    local span = acq.clock() - t0
+    rm(d0)
+    math.randomseed(20261207)
+    for trial = 1, 20 do
+      local d = outdir()
+      local delay = math.random() * span
+      H.run(("%s %s --out %s > /dev/null 2>&1 & pid=$!; sleep %.3f; kill -KILL $pid; wait $pid"):format(ACQLUA, args, d, delay))
+      local tries = 0
+      repeat -- resume (or start over when killed before its first checkpoint) until it finishes
+        if acq.is_regular_file(d .. "/checkpoint.safetensors") then
+          out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d)
+        elseif acq.isdir(d) and acq.is_regular_file(d .. "/options.json") then
+          out, rc = acqlua(args .. " --force --out " .. d)
+        else
+          out, rc = acqlua(args .. " --out " .. d)
+        end
+        tries = tries + 1
+      until rc == 0 or tries == 2
+      assert.equal(0, rc, ("trial %d (kill after %.2f s): %s"):format(trial, delay, out))
+      assert.same(rows, H.rows_of(d .. "/metrics.jsonl", true), ("trial %d: kill after %.2f s"):format(trial, delay))
+      local qd = acq.safetensors.load(d .. "/q_w4a4.safetensors")
+      for k, t in pairs(qa) do assert.is_true(t:equal(qd[k]), ("trial %d: export %s"):format(trial, k)) end
+      local cd = acq.safetensors.load(d .. "/checkpoint.safetensors")
+      for k, t in pairs(ca) do assert.is_true(t:equal(cd[k]), ("trial %d: checkpoint %s"):format(trial, k)) end
+      local left = H.run("ls -a '" .. d .. "' | grep -c '\\.tmp\\.' || true")
+      assert.equal("0\n", left, "trial " .. trial .. ": temporaries left")
+      rm(d)
+    end
+    rm(ref)
+  end)
+
   describe("a checkpoint is trusted whole", function()
     local d
     local ckpt

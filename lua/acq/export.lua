@@ -41,7 +41,7 @@ function E.save(Q, path, info)
   acq.safetensors.save(path, out, {
     format = E.FORMAT, model = info.model, spec = info.spec,
     classes = tostring(info.classes or 10), in_channels = tostring(info.in_channels or 3),
-  })
+  }, { checksum = true }) -- CRC-32 of the codes and of the metadata: a flipped bit is refused on load
 end
 
 --- Reads a file written by save; returns Q (eval-ready: weights on the

@@ -75,6 +75,15 @@ local function load_checkpoint(path, alg, unchecked)
   local ok, t, meta = pcall(acq.safetensors.load, path)
   if not ok then R.die("cannot resume: %s", tostring(t):gsub("\n.*", "")) end
   local it, elapsed, lr = checked_meta(path, meta, unchecked)
+  local names = {}
+  for name in pairs(t) do names[#names + 1] = name end
+  table.sort(names)
+  for _, k in ipairs(names) do -- a checkpoint is written only when finite: anything else was edited
+    local v = t[k]
+    if (v:dtype() == "f32" or v:dtype() == "f64") and not v:isfinite():all():item() then
+      R.die("cannot resume: %s: tensor '%s' holds NaN or Inf (checkpoints are written finite)", path, k)
+    end
+  end
   if not acq.is_tensor(t["rng.global"]) then R.die("cannot resume: %s: tensor 'rng.global' is missing", path) end
   local okl, err = pcall(alg.load, alg, t, meta, it, path)
   if not okl then R.die("cannot resume: %s", R.strip_positions(tostring(err)):gsub("\n.*", "")) end

@@ -378,6 +378,13 @@ function R.start(name, spec, args, hooks)
     if not okb then R.die("rank %d: rank 0 did not start the run: %s", rank, tostring(errb)) end
   elseif opts.resume then
     lock = take_lock(dir, "--resume")
+    -- temporaries of atomic writes that a kill interrupted (NAME.tmp.PID)
+    local rec = record_of(dir)
+    if rec then
+      for _, f in ipairs(run_files(dir, rec)) do
+        if f:match("%.tmp%.%d+$") then os.remove(f) end
+      end
+    end
     local record = { event = "resume", args = table.concat(args or {}, " ") }
     if next(changed) then record.changed = changed end
     history(dir, record)

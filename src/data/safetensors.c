@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -211,20 +210,38 @@ int acq_st_open(const char *path, acq_st_file *f, char *err, size_t errn) {
     close(fd);
     return fail(err, errn, "%s: %zu bytes, too short for a safetensors file (truncated?)", path, size);
   }
-  void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  /* read, not mapped: a file that another process truncates under a mapping
+   * kills the reader with SIGBUS; a short read is an error instead */
+  unsigned char *map = malloc(size);
+  if (!map) {
+    close(fd);
+    return fail(err, errn, "%s: %zu bytes: out of memory", path, size);
+  }
+  size_t got = 0;
+  while (got < size) {
+    ssize_t r = pread(fd, map + got, size - got, (off_t)got);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (r <= 0) {
+      int e = r < 0 ? errno : 0;
+      close(fd);
+      free(map);
+      return e ? fail(err, errn, "%s: %s", path, strerror(e))
+               : fail(err, errn, "%s: the file shrank from %zu to %zu bytes while it was read", path, size, got);
+    }
+    got += (size_t)r;
+  }
   close(fd);
-  if (map == MAP_FAILED) return fail(err, errn, "%s: cannot map: %s", path, strerror(errno));
   const unsigned char *p = map;
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
   if (hlen > ACQ_ST_MAX_HEADER || hlen > size - 8) {
-    munmap(map, size);
+    free(map);
     return fail(err, errn, "%s: header length %llu does not fit in the file (%zu bytes; truncated, or not safetensors)",
                 path, (unsigned long long)hlen, size);
   }
   char msg[ACQ_ST_ERR];
   if (acq_st_parse_header((const char *)p + 8, (size_t)hlen, size - 8 - hlen, f, msg, sizeof msg)) {
-    munmap(map, size);
+    free(map);
     return fail(err, errn, "%s: %s", path, msg);
   }
   f->map = p;
@@ -237,7 +254,7 @@ int acq_st_open(const char *path, acq_st_file *f, char *err, size_t errn) {
 void acq_st_close(acq_st_file *f) {
   if (!f) return;
   free_parsed(f);
-  if (f->map) munmap((void *)f->map, f->map_size);
+  free((void *)f->map);
   f->map = NULL;
   f->data = NULL;
 }

@@ -49,6 +49,11 @@ atc_device acqL_optdevice(lua_State *L, int opts);
 atc_device acqL_checkdevice(lua_State *L, int idx); /* "cpu", "cuda", "cuda:1" */
 int64_t    acqL_checkint(lua_State *L, int idx, const char *what);
 int        acqL_optbool(lua_State *L, int opts, const char *key, int def);
+/* [-0, +0, v] a path argument: a string without NUL bytes (the system would
+ * see it cut at the first), else an argument error */
+const char *acqL_checkpath(lua_State *L, int idx);
+/* 1 when s[0..len) is valid UTF-8 without NUL bytes */
+int        acqL_utf8_ok(const char *s, size_t len);
 lua_Number acqL_optnumfield(lua_State *L, int opts, const char *key, lua_Number def);
 /* Sizes from a table at idx, or from the integers starting at idx. Returns
  * the index of the first argument after them. */

@@ -257,3 +257,30 @@ int acqL_optdims(lua_State *L, int idx, int64_t *dims) {
   return n;
 }
 
+
+const char *acqL_checkpath(lua_State *L, int idx) {
+  size_t len;
+  const char *s = luaL_checklstring(L, idx, &len);
+  if (strlen(s) != len) luaL_argerror(L, idx, "a path with a NUL byte");
+  return s;
+}
+
+int acqL_utf8_ok(const char *s, size_t len) {
+  const unsigned char *p = (const unsigned char *)s, *e = p + len;
+  while (p < e) {
+    unsigned c = *p++;
+    if (c == 0) return 0;
+    if (c < 0x80) continue;
+    int n = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 && c < 0xe0 ? 1 : -1;
+    if (n < 0 || c > 0xf4 || e - p < n) return 0;
+    unsigned cp = c & (0x3f >> n);
+    for (int i = 0; i < n; i++) {
+      if ((p[i] & 0xc0) != 0x80) return 0;
+      cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+    p += n;
+  }
+  return 1;
+}

@@ -158,7 +158,7 @@ static void push_shape(lua_State *L, const acq_st_entry *e) {
  * @function load
  */
 static int l_st_load(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = acqL_checkpath(L, 1);
   const char *prefix = NULL;
   int strip = 1;
   if (!lua_isnoneornil(L, 2)) {
@@ -200,7 +200,7 @@ static int l_st_load(lua_State *L) {
  * @function header
  */
 static int l_st_header(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = acqL_checkpath(L, 1);
   lua_settop(L, 1);
   acq_st_file *f = open_file(L, path);
   lua_createtable(L, f->n, 0);
@@ -255,7 +255,7 @@ const char **acqL_sorted_names(lua_State *L, int idx, int *n, const char *path) 
  * @function save
  */
 static int l_st_save(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = acqL_checkpath(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   int want_crc = 0, want_finite = 0;
@@ -294,8 +294,11 @@ static int l_st_save(lua_State *L) {
     lua_rawgeti(L, 4, i + 1);
     int pair = lua_gettop(L);
     lua_rawgeti(L, pair, 1);
-    const char *name = lua_tostring(L, -1);
+    size_t namelen = 0;
+    const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &namelen) : NULL;
     if (!name) return luaL_error(L, "%s: entry %d has no string name", path, i + 1);
+    if (!acqL_utf8_ok(name, namelen))
+      return luaL_error(L, "%s: not written: tensor name %d is not valid UTF-8 text (or holds a NUL byte)", path, i + 1);
     lua_rawseti(L, 7, 2 * n + i + 1); /* anchor the name string */
     lua_rawgeti(L, pair, 2);
     acqL_Tensor *b = acqL_testbox(L, -1);
@@ -342,10 +345,14 @@ static int l_st_save(lua_State *L) {
     while (lua_next(L, 3)) {
       if (lua_type(L, -2) != LUA_TSTRING)
         return luaL_error(L, "%s: metadata keys must be strings", path);
-      const char *v = luaL_tolstring(L, -1, NULL); /* numbers are written as strings */
+      size_t vlen, klen;
+      const char *v = luaL_tolstring(L, -1, &vlen); /* numbers are written as strings */
       lua_rawseti(L, 10, k + 1);
       lua_pop(L, 1);
-      mk[k] = lua_tostring(L, -1); /* a key of the metadata table */
+      mk[k] = lua_tolstring(L, -1, &klen); /* a key of the metadata table */
+      if (!acqL_utf8_ok(mk[k], klen) || !acqL_utf8_ok(v, vlen))
+        return luaL_error(L, "%s: not written: a metadata %s is not valid UTF-8 text (or holds a NUL byte)", path,
+                          acqL_utf8_ok(mk[k], klen) ? "value" : "key");
       mv[k] = v;                   /* anchored in table 10 */
       if (want_crc && (strcmp(mk[k], ACQ_ST_CRC_KEY) == 0 || strcmp(mk[k], ACQ_ST_CRC_META_KEY) == 0))
         continue; /* replaced below */
@@ -406,7 +413,7 @@ const char *acqL_read_file(lua_State *L, const char *path, size_t *len) {
  * @function read_file
  */
 static int l_read_file(lua_State *L) {
-  acqL_read_file(L, luaL_checkstring(L, 1), NULL);
+  acqL_read_file(L, acqL_checkpath(L, 1), NULL);
   return 1;
 }
 
@@ -417,7 +424,7 @@ static int l_read_file(lua_State *L) {
  * @function decode_image
  */
 static int l_decode_image(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = acqL_checkpath(L, 1);
   lua_Number maxpx = acqL_optnumfield(L, 2, "max_pixels", 0);
   if (maxpx < 0) return luaL_error(L, "decode_image: max_pixels must be positive");
   lua_settop(L, 1);
@@ -491,7 +498,7 @@ static int l_frombytes(lua_State *L) {
  * @function write_png
  */
 static int l_write_png(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = acqL_checkpath(L, 1);
   atc_tensor *t = acqL_checktensor(L, 2);
   atc_meta m;
   atc_status st;
@@ -513,7 +520,7 @@ static int l_write_png(lua_State *L) {
  * @function write_file
  */
 static int l_write_file(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = acqL_checkpath(L, 1);
   size_t len;
   const char *s = luaL_checklstring(L, 2, &len);
   acq_part part = {s, len};
@@ -531,6 +538,7 @@ static int l_mkdir(lua_State *L) {
   size_t len;
   const char *path = luaL_checklstring(L, 1, &len);
   if (len == 0) return luaL_error(L, "mkdir: empty path");
+  if (strlen(path) != len) return luaL_argerror(L, 1, "a path with a NUL byte");
   char *buf = lua_newuserdatauv(L, len + 1, 0);
   memcpy(buf, path, len + 1);
   for (size_t i = 1; i <= len; i++) {
@@ -553,7 +561,7 @@ static int l_mkdir(lua_State *L) {
  * @function listdir
  */
 static int l_listdir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = acqL_checkpath(L, 1);
   DIR *d = opendir(path);
   if (!d) return luaL_error(L, "%s: %s", path, strerror(errno));
   lua_newtable(L);
@@ -583,7 +591,7 @@ static int l_listdir(lua_State *L) {
  */
 static int l_isdir(lua_State *L) {
   struct stat sb;
-  lua_pushboolean(L, stat(luaL_checkstring(L, 1), &sb) == 0 && S_ISDIR(sb.st_mode));
+  lua_pushboolean(L, stat(acqL_checkpath(L, 1), &sb) == 0 && S_ISDIR(sb.st_mode));
   return 1;
 }
 

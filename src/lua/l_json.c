@@ -89,7 +89,9 @@ static json_t *encode_table(lua_State *L, int idx, int depth, enc_err *err) {
       json_decref(o);
       return NULL;
     }
-    if (json_object_set_new(o, lua_tostring(L, -2), v) != 0) {
+    size_t klen;
+    const char *key = lua_tolstring(L, -2, &klen);
+    if (json_object_setn_new(o, key, klen, v) != 0) { /* keys with NUL bytes kept whole */
       lua_pop(L, 2);
       return fail(err, o, "%s", "an object key is not valid UTF-8");
     }

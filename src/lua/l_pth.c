@@ -31,7 +31,7 @@ static int named_gc(lua_State *L) {
  * @function load
  */
 static int l_pth_load(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = acqL_checkpath(L, 1);
   lua_settop(L, 1);
   size_t n;
   const char *bytes = acqL_read_file(L, path, &n); /* 2 */
@@ -63,7 +63,7 @@ static int l_pth_load(lua_State *L) {
  * @function save
  */
 static int l_pth_save(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = acqL_checkpath(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   int n;

@@ -360,7 +360,7 @@ static int lock_release(lua_State *L) {
  * @function lock
  */
 static int l_lock(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = acqL_checkpath(L, 1);
   Lock *k = lua_newuserdatauv(L, sizeof *k, 0);
   k->fd = -1;
   if (luaL_newmetatable(L, ACQ_LOCK_MT)) {
@@ -423,7 +423,7 @@ static int l_lock(lua_State *L) {
  * @function is_regular_file
  */
 static int l_is_regular_file(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = acqL_checkpath(L, 1);
   struct stat sb;
   if (stat(path, &sb) != 0) {
     lua_pushboolean(L, 0);
