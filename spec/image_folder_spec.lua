@@ -11,6 +11,14 @@ local tmp = os.tmpname()
 describe("acq.decode_image", function()
   after_each(function() os.remove(tmp) end)
 
+  it("16-bit PNGs as PIL's convert('RGB') (grey clips at 255, colour keeps the high byte); a truncated JPEG is an error", function()
+    local pil = acq.safetensors.load("spec/fixtures/pil16.safetensors")
+    for _, name in ipairs { "gray16.png", "rgb16.png" } do
+      H.equal(acq.decode_image("spec/fixtures/pil16/" .. name), pil["decoded." .. name], name)
+    end
+    assert.matches("truncated", H.fails(acq.decode_image, "spec/fixtures/pil16/truncated.jpg"))
+  end)
+
   it("decodes RGB and grey JPEG, grey and RGBA PNG, CMYK JPEG exactly as PIL's convert('RGB')", function()
     local n = 0
     for k, v in pairs(want) do

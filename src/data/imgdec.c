@@ -2,7 +2,9 @@
  * imgdec.c -- JPEG (libjpeg-turbo) and PNG (libpng) decoding to 8-bit RGB,
  * the way PIL's Image.open(...).convert("RGB") sees them: grey is repeated
  * over three channels, alpha is dropped, palettes are expanded, CMYK JPEGs
- * are converted as PIL does, 16-bit PNG samples keep their high byte.
+ * are converted as PIL does, a truncated JPEG is an error, 16-bit grayscale
+ * PNG samples clip at 255 (PIL's mode "I") and other 16-bit PNG samples keep
+ * their high byte.
  */
 #include "imgdec.h"
 
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 
 /* ---- JPEG ---------------------------------------------------------------- */
@@ -30,8 +33,14 @@ static void jerr_exit(j_common_ptr c) {
 }
 
 static void jerr_silent(j_common_ptr c, int level) {
-  (void)c; /* warnings (corrupt but decodable data) are not errors, as in PIL */
-  (void)level;
+  /* warnings (corrupt but decodable data) are not errors, as in PIL; data
+   * that ends early is (PIL: "image file is truncated"), where libjpeg would
+   * fill the rest of the image with grey */
+  if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) {
+    struct jerr *e = (struct jerr *)c->err;
+    snprintf(e->msg, sizeof e->msg, "the file is truncated (its data end before the image does)");
+    longjmp(e->jb, 1);
+  }
 }
 
 static int decode_jpeg(const uint8_t *data, size_t n, uint64_t max_pixels, acq_image *img, char *err,
@@ -164,14 +173,41 @@ static int decode_png(const uint8_t *data, size_t n, uint64_t max_pixels, acq_im
     return -1;
   }
   int ct = png_get_color_type(png, info);
-  if (png_get_bit_depth(png, info) == 16) png_set_strip_16(png);
+  /* 16-bit grayscale is PIL's mode "I": converted to RGB it clips at 255
+   * (40000 -> 255, 200 -> 200); other 16-bit images keep the high byte
+   * (PIL's "RGB;16B", "LA;16B") */
+  int gray16 = ct == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) == 16;
+  if (png_get_bit_depth(png, info) == 16 && !gray16) png_set_strip_16(png);
   if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (ct == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8) png_set_expand_gray_1_2_4_to_8(png);
-  if (ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
+  if (!gray16 && (ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_GRAY_ALPHA)) png_set_gray_to_rgb(png);
   png_set_strip_alpha(png);
-  if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png), png_set_strip_alpha(png);
+  if (!gray16 && png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png), png_set_strip_alpha(png);
   png_set_interlace_handling(png);
   png_read_update_info(png, info);
+  if (gray16 && w > 0 && h > 0 && (size_t)w * h <= ((size_t)1 << 30) && png_get_channels(png, info) == 1) {
+    uint8_t *g = malloc((size_t)w * h * 2);
+    pix = malloc((size_t)w * h * 3);
+    rows = malloc(sizeof(png_bytep) * h);
+    if (!g || !pix || !rows) {
+      free(g);
+      png_error(png, "out of memory");
+    }
+    for (png_uint_32 y = 0; y < h; y++) rows[y] = g + (size_t)y * w * 2;
+    png_read_image(png, rows); /* big-endian samples, as PNG stores them */
+    png_read_end(png, NULL);
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+      unsigned v = ((unsigned)g[2 * i] << 8) | g[2 * i + 1];
+      pix[3 * i] = pix[3 * i + 1] = pix[3 * i + 2] = (uint8_t)(v > 255 ? 255 : v);
+    }
+    free(g);
+    png_destroy_read_struct(&png, &info, NULL);
+    free(rows);
+    img->pixels = pix;
+    img->width = (int)w;
+    img->height = (int)h;
+    return 0;
+  }
   if (w == 0 || h == 0 || (size_t)w * h > ((size_t)1 << 30) || png_get_channels(png, info) != 3) {
     snprintf(err, errn, "PNG: unsupported %ux%u image with %d channels", (unsigned)w, (unsigned)h,
              (int)png_get_channels(png, info));
