@@ -101,14 +101,12 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DE
 # symbol version, every cudnn* function libtorch links (it loads with
 # BIND_NOW), each returning CUDNN_STATUS_NOT_INITIALIZED. On a machine
 # without a GPU no cuDNN call is ever reached; a GPU run needs the real one.
-cudnn_standin() {
-  grep -q "nvidia-cudnn" "$root/var/log/acq-install.log" 2>/dev/null || return 1
-  in_root dpkg -l nvidia-cudnn 2>/dev/null | grep -q "^i[FU] *nvidia-cudnn" || return 1
-  echo "acq compat: nvidia-cudnn could not download cuDNN; building a stand-in libcudnn.so.9 (no GPU here)"
-  local lib=/usr/lib/x86_64-linux-gnu
-  local l
-  for l in "$root$lib/libtorch_cuda.so" "$root$lib/libc10_cuda.so"; do
-    in_root nm -D --undefined-only "${l#"$root"}"
+# The stand-in library: every cudnn* function that libtorch's libraries
+# (libtorch_cuda, libc10_cuda, libtorch_python) import from cuDNN.
+standin_lib() {
+  local lib=/usr/lib/x86_64-linux-gnu l
+  for l in "$root$lib"/libtorch_cuda.so "$root$lib"/libc10_cuda.so "$root$lib"/libtorch_python.so; do
+    [ -e "$l" ] && in_root nm -D --undefined-only "${l#"$root"}"
   done | awk '{print $2}' | sed -n 's/^\(cudnn[A-Za-z0-9_]*\)@libcudnn\.so\.9$/\1/p' | sort -u > "$root/tmp/cudnn.syms"
   [ -s "$root/tmp/cudnn.syms" ] || return 1
   {
@@ -124,9 +122,16 @@ cudnn_standin() {
   echo "libcudnn.so.9 { global: cudnn*; local: *; };" > "$root/tmp/cudnn.map"
   in_root gcc -shared -fPIC -O1 -o $lib/libcudnn.so.9 -Wl,-soname,libcudnn.so.9 \
     -Wl,--version-script=/tmp/cudnn.map /tmp/cudnn_standin.c || return 1
+  echo "$(wc -l < "$root/tmp/cudnn.syms") functions" > "$root/.acq-cudnn-standin"
+}
+
+cudnn_standin() {
+  grep -q "nvidia-cudnn" "$root/var/log/acq-install.log" 2>/dev/null || return 1
+  in_root dpkg -l nvidia-cudnn 2>/dev/null | grep -q "^i[FU] *nvidia-cudnn" || return 1
+  echo "acq compat: nvidia-cudnn could not download cuDNN; building a stand-in libcudnn.so.9 (no GPU here)"
+  standin_lib || return 1
   printf '#!/bin/sh\nexit 0\n' > "$root/var/lib/dpkg/info/nvidia-cudnn.postinst"
   in_root dpkg --configure -a >> "$root/var/log/acq-install.log" 2>&1 || return 1
-  echo "$(wc -l < "$root/tmp/cudnn.syms") functions" > "$root/.acq-cudnn-standin"
 }
 
 if [ ! -e "$root/.acq-packages" ] || [ "$(cat "$root/.acq-packages")" != "${PKGS[*]}" ]; then
@@ -136,7 +141,10 @@ if [ ! -e "$root/.acq-packages" ] || [ "$(cat "$root/.acq-packages")" != "${PKGS
     { tail -20 "$root/var/log/acq-install.log" >&2; echo "acq compat: package install failed" >&2; exit 1; }
   echo "${PKGS[*]}" > "$root/.acq-packages"
 fi
-[ -e "$root/.acq-cudnn-standin" ] && echo "acq compat: cuDNN is a stand-in ($(cat "$root/.acq-cudnn-standin")): no GPU run from this root"
+if [ -e "$root/.acq-cudnn-standin" ]; then
+  standin_lib || { echo "acq compat: cannot build the cuDNN stand-in" >&2; exit 1; }
+  echo "acq compat: cuDNN is a stand-in ($(cat "$root/.acq-cudnn-standin")): no GPU run from this root"
+fi
 t1=$(date +%s)
 if [ -n "${ACQ_COMPAT_PREPARE:-}" ]; then
   echo "acq compat: root ready in $((t1 - t0)) s (ACQ_COMPAT_PREPARE: no build)"; exit 0
@@ -147,7 +155,8 @@ src=$root/src/acq
 rm -rf "$src"
 mkdir -p "$src"
 git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -C "$src" -xf -
-torch=$(chroot "$root" dpkg-query -W -f='${Package} ${Version}' libtorch2.6 libtorch-cuda-2.6 2>/dev/null | head -1)
+torch=$(chroot "$root" dpkg-query -W -f='${db:Status-Abbrev} ${Package} ${Version}\n' libtorch2.6 libtorch-cuda-2.6 2>/dev/null |
+        awk '$1 == "ii" { print $2, $3 }')
 echo "acq compat: building against libtorch $torch ($kind)"
 # The specs start acqlua themselves; ctest's own arguments come last.
 chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
