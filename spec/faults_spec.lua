@@ -475,6 +475,43 @@ describe("reliability, second round", function()
     rm(ref)
   end)
 
+  it("a .pth is checked whole before it is read: CRCs, zip bombs, repeated members, two tensors of one name", function()
+    local py = "/usr/bin/python3"
+    local dir = H.tmpdir()
+    local script = dir .. "/make.py"
+    H.write_file(script, ([[
+import io, zipfile, torch, sys
+d = sys.argv[1]
+sd = {"fc.weight": torch.arange(12.).reshape(3, 4), "fc.bias": torch.ones(3)}
+torch.save(sd, d + "/good.pth")
+b = bytearray(open(d + "/good.pth", "rb").read())
+z = zipfile.ZipFile(io.BytesIO(bytes(b)))
+info = [i for i in z.infolist() if i.filename.endswith("/data/0")][0]
+h = info.header_offset  # the local header's own name and extra lengths (torch pads with extra)
+start = h + 30 + int.from_bytes(b[h + 26:h + 28], "little") + int.from_bytes(b[h + 28:h + 30], "little")
+b[start + 5] ^= 0x40  # one bit of fc.weight's data
+open(d + "/crc.pth", "wb").write(bytes(b))
+with zipfile.ZipFile(d + "/bomb.pth", "w", zipfile.ZIP_DEFLATED) as w:
+    w.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+    w.writestr("archive/data/0", b"\0" * (64 << 20))
+with zipfile.ZipFile(d + "/twice.pth", "w") as w:
+    w.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+    w.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+torch.save({"fc": {"weight": torch.zeros(3, 4)}, "fc.weight": torch.ones(3, 4)}, d + "/nested.pth")
+]]))
+    local o, rc = H.run(("%s -W ignore %s %s"):format(py, script, dir))
+    assert.equal(0, rc, o)
+    assert.equal(12, #acq.pth.load(dir .. "/good.pth")["fc.weight"]:view(-1):totable())
+    for _, c in ipairs { { "crc.pth", "is corrupted %(CRC%-32" }, { "bomb.pth", "zip bomb" },
+      { "twice.pth", "appears twice" }, { "nested.pth", "two tensors named 'fc.weight'" } } do
+      local before = H.rss_mib()
+      local m = H.fails(acq.pth.load, dir .. "/" .. c[1])
+      assert.matches(c[2], m)
+      assert.is_true(H.rss_mib() - before < 32, c[1] .. " was inflated")
+    end
+    rm(dir)
+  end)
+
   describe("a checkpoint is trusted whole", function()
     local d
     local ckpt

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "acqL.h"
+#include "zipcheck.h"
 #include "atomic.h"
 
 #define ACQ_NAMED_MT "acq.NamedList"
@@ -39,6 +40,11 @@ static int l_pth_load(lua_State *L) {
   memset(l, 0, sizeof *l);
   luaL_setmetatable(L, ACQ_NAMED_MT);
   atc_status st;
+  if (n >= 4 && memcmp(bytes, "PK\3\4", 4) == 0) { /* sizes and CRCs before anything inflates */
+    char zerr[512];
+    if (acq_zip_check((const uint8_t *)bytes, n, (uint64_t)1 << 40, zerr, sizeof zerr))
+      return luaL_error(L, "%s: %s", path, zerr);
+  }
   if (atc_pth_load(&st, bytes, n, l)) return luaL_error(L, "%s: %s", path, st.msg);
   lua_createtable(L, 0, (int)l->n); /* 4: tensors */
   lua_createtable(L, (int)l->n, 0); /* 5: names   */

@@ -447,6 +447,12 @@ int atc_pth_load(atc_status *st, const void *data, size_t size, atc_named_list *
     atc::arg_error(std::string("holds ") + (v->kind == Obj::OPAQUE ? "a " + v->s + " object" : kind_name(*v)) +
                    ", not a dict of tensors (save the model's state_dict())");
   flatten(*v, "", named, skipped, 0);
+  {  // one tensor a name: {"fc": {"weight": ...}} beside "fc.weight" would silently win
+    std::map<std::string, int> seen;
+    for (const auto &e : named)
+      if (++seen[e.first] == 2)
+        atc::arg_error("holds two tensors named '" + e.first + "' (a nested dict and a dotted key?)");
+  }
   // copies first, so a failure cannot leave half a list behind
   std::vector<at::Tensor> copies;
   copies.reserve(named.size());
