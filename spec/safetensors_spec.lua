@@ -131,4 +131,21 @@ describe("safetensors", function()
     local x = H.golden_x()
     assert(F:forward(x):equal(C:forward(x)))
   end)
+
+  it("refuses names and metadata that are not UTF-8 text, and paths with a NUL byte, instead of dropping them", function()
+    local p = os.tmpname()
+    assert.matches("tensor name 1 is not valid UTF%-8", H.fails(acq.safetensors.save, p, { ["w\xff"] = acq.ones(1) }))
+    assert.matches("tensor name 1 is not valid UTF%-8", H.fails(acq.safetensors.save, p, { ["a\0b"] = acq.ones(1) }))
+    assert.matches("metadata value", H.fails(acq.safetensors.save, p, { a = acq.ones(1) }, { k = "\xc3" }))
+    assert.matches("metadata key", H.fails(acq.safetensors.save, p, { a = acq.ones(1) }, { ["k\0"] = "v" }))
+    for _, f in ipairs { acq.write_file, acq.mkdir, acq.safetensors.load, acq.read_file } do
+      assert.matches("a path with a NUL byte", H.fails(f, p .. "\0.x", "bytes"))
+    end
+    -- metadata edited behind the writer's back: its own checksum says so
+    acq.safetensors.save(p, { a = acq.ones(2) }, { iter = "5" }, { checksum = true })
+    local bytes = H.read_file(p):gsub('"iter":"5"', '"iter":"7"')
+    H.write_file(p, bytes)
+    assert.matches("metadata checksum mismatch", H.fails(acq.safetensors.load, p))
+    os.remove(p)
+  end)
 end)

@@ -231,6 +231,10 @@ const char **acqL_sorted_names(lua_State *L, int idx, int *n, const char *path) 
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "%s: tensor table keys must be strings", path);
+    size_t kl;
+    const char *key = lua_tolstring(L, -2, &kl);
+    if (!acqL_utf8_ok(key, kl))
+      luaL_error(L, "%s: not written: tensor name %d is not valid UTF-8 text (or holds a NUL byte)", path, *n + 1);
     lua_pop(L, 1);
     (*n)++;
   }
