@@ -3,7 +3,11 @@
 -- an acq.algorithm state.
 --
 -- A run folder (--out) holds:
---   options.json             every option of the run
+--   options.json             every option of the run, and _recipe (the
+--                            recipe that owns the folder): the record that
+--                            --force and --resume trust, written once
+--   history.jsonl            start, files (the picture kinds), resume,
+--                            rollback and finish events
 --   metrics.jsonl            one JSON line per logged iteration
 --   checkpoint.safetensors   G, Q (with its activation bounds), both
 --                            optimizers, the random state, the sampler's and
@@ -11,7 +15,8 @@
 --   samples/iter_NNNNNN.png  the fixed (y, p) samples with their attention
 --   losses.png               the loss curves (every term of both objectives)
 --   q_<bits>.safetensors     the exported quantized model (at the end)
---   result.json              final accuracies and times (at the end)
+--   result.json              final accuracies and times (at the end; the
+--                            lock is held until it is written)
 -- --resume DIR continues from the checkpoint, bit for bit; Ctrl-C (or
 -- SIGTERM) finishes the current iteration, writes a checkpoint and stops.
 local acq = require "acq"
