@@ -15,6 +15,17 @@
 #
 # Budget: the build, the tests and the timing finish in under 8 minutes on
 # 16 cores (ctest -j, 3 timing rounds); TESTS=regex picks specs (ctest -R).
+#
+# What Debian 13's CUDA build (./acq compat cuda, 2026-12-07) taught:
+# - a CUDA libtorch's CMake package enables CMake's CUDA language, so nvcc
+#   must be found (CUDACXX is set from PATH below); acq compiles no CUDA
+#   source of its own (its CUDA paths are libtorch's), so no architecture
+#   flags are needed;
+# - libtorch >= 2.4 defaults TCPStore to libuv, which some builds lack: acq
+#   asks for the classic backend, which every build has (atc_dist.cpp);
+# - the process group is Gloo for CPU and CUDA tensors alike (NCCL is not
+#   used: one GPU per process and Gloo's copies are what the specs check);
+# - GCC 14 warns inside libtorch's custom_function.h (silenced for the shim).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -60,6 +71,7 @@ else
   "$PY" -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))' | tee -a "$LOG"
   DEVICE=cuda
 fi
+if [ -z "${CUDACXX:-}" ] && command -v nvcc > /dev/null; then export CUDACXX=$(command -v nvcc); fi
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="${TORCH_CMAKE:+$TORCH_CMAKE;}$PREFIX/usr" \
   -DCMAKE_LIBRARY_PATH="$PREFIX/usr/lib/$ARCH" -DCMAKE_INCLUDE_PATH="$PREFIX/usr/include" \

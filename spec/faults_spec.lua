@@ -453,7 +453,9 @@ describe("reliability, second round", function()
       H.run(("%s %s --out %s > /dev/null 2>&1 & pid=$!; sleep %.3f; kill -KILL $pid; wait $pid"):format(ACQLUA, args, d, delay))
       local tries = 0
       repeat -- resume (or start over when killed before its first checkpoint) until it finishes
-        if acq.is_regular_file(d .. "/checkpoint.safetensors") then
+        if acq.is_regular_file(d .. "/result.json") then -- killed after it finished
+          out, rc = "finished before the kill", 0
+        elseif acq.is_regular_file(d .. "/checkpoint.safetensors") then
           out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d)
         elseif acq.isdir(d) and acq.is_regular_file(d .. "/options.json") then
           out, rc = acqlua(args .. " --force --out " .. d)
