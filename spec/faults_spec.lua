@@ -514,6 +514,26 @@ torch.save({"fc": {"weight": torch.zeros(3, 4)}, "fc.weight": torch.ones(3, 4)},
     rm(dir)
   end)
 
+  it("a FIFO in place of a run file makes --resume an error at once, never a wait", function()
+    local d = outdir()
+    local out, rc = acqlua(BASE .. "--iters 2 --out " .. d)
+    assert.equal(0, rc, out)
+    for _, f in ipairs { "checkpoint.safetensors", "options.json", "history.jsonl", "metrics.jsonl" } do
+      local keep = H.read_file(d .. "/" .. f)
+      os.remove(d .. "/" .. f)
+      assert.is_true(os.execute("mkfifo '" .. d .. "/" .. f .. "'"))
+      local t0 = acq.clock()
+      out, rc = H.run(("timeout 60 %s recipes/acq_cifar.lua --resume %s --iters 3"):format(ACQLUA, d))
+      assert.equal(2, rc, f .. ": " .. out)
+      assert.matches("FIFO", out)
+      assert.is_nil(out:find("%.lua:%d+"), out)
+      assert.is_true(acq.clock() - t0 < 30, f .. ": waited")
+      os.remove(d .. "/" .. f)
+      H.write_file(d .. "/" .. f, keep)
+    end
+    rm(d)
+  end)
+
   describe("a checkpoint is trusted whole", function()
     local d
     local ckpt

@@ -15,6 +15,8 @@ local exists, history, read = R.exists, R.history, R.read
 local function open_log(path, upto)
   local keep, rows = {}, {}
   if exists(path) then
+    local okr, what = acq.is_regular_file(path)
+    if not okr then R.die("cannot resume: %s is %s, not the run's log", path, what) end
     for line in read(path):gmatch("[^\n]+") do
       local ok, row = pcall(acq.json.decode, line)
       if ok and type(row) == "table" and row.iter and row.iter <= upto then

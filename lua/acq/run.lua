@@ -205,6 +205,10 @@ end
 local function history(dir, record)
   record.time = os.date("!%Y-%m-%dT%H:%M:%SZ")
   local path = dir .. "/history.jsonl"
+  if exists(path) then
+    local okr, what = acq.is_regular_file(path)
+    if not okr then R.die("%s is %s, not the run's history", path, what) end
+  end
   local old = exists(path) and read(path) or ""
   acq.write_file(path, old .. acq.json.encode(record) .. "\n")
 end
