@@ -149,6 +149,7 @@ static int decode_png(const uint8_t *data, size_t n, uint64_t max_pixels, acq_im
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_err, png_warn);
   png_infop info = png ? png_create_info_struct(png) : NULL;
   uint8_t *volatile pix = NULL;
+  uint8_t *volatile raw = NULL; /* pix, or the 16-bit grey samples */
   png_bytep *volatile rows = NULL;
   if (!png || !info) {
     snprintf(err, errn, "out of memory");
@@ -159,6 +160,7 @@ static int decode_png(const uint8_t *data, size_t n, uint64_t max_pixels, acq_im
   if (setjmp(png_jmpbuf(png))) {
     snprintf(err, errn, "PNG: %s", png_msg);
     png_destroy_read_struct(&png, &info, NULL);
+    if (raw != pix) free(raw);
     free(pix);
     free(rows);
     return -1;
@@ -185,41 +187,28 @@ static int decode_png(const uint8_t *data, size_t n, uint64_t max_pixels, acq_im
   if (!gray16 && png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png), png_set_strip_alpha(png);
   png_set_interlace_handling(png);
   png_read_update_info(png, info);
-  if (gray16 && w > 0 && h > 0 && (size_t)w * h <= ((size_t)1 << 30) && png_get_channels(png, info) == 1) {
-    uint8_t *g = malloc((size_t)w * h * 2);
-    pix = malloc((size_t)w * h * 3);
-    rows = malloc(sizeof(png_bytep) * h);
-    if (!g || !pix || !rows) {
-      free(g);
-      png_error(png, "out of memory");
-    }
-    for (png_uint_32 y = 0; y < h; y++) rows[y] = g + (size_t)y * w * 2;
-    png_read_image(png, rows); /* big-endian samples, as PNG stores them */
-    png_read_end(png, NULL);
-    for (size_t i = 0; i < (size_t)w * h; i++) {
-      unsigned v = ((unsigned)g[2 * i] << 8) | g[2 * i + 1];
-      pix[3 * i] = pix[3 * i + 1] = pix[3 * i + 2] = (uint8_t)(v > 255 ? 255 : v);
-    }
-    free(g);
-    png_destroy_read_struct(&png, &info, NULL);
-    free(rows);
-    img->pixels = pix;
-    img->width = (int)w;
-    img->height = (int)h;
-    return 0;
-  }
-  if (w == 0 || h == 0 || (size_t)w * h > ((size_t)1 << 30) || png_get_channels(png, info) != 3) {
+  int want = gray16 ? 1 : 3; /* channels after the transforms above */
+  if (w == 0 || h == 0 || (size_t)w * h > ((size_t)1 << 30) || png_get_channels(png, info) != want) {
     snprintf(err, errn, "PNG: unsupported %ux%u image with %d channels", (unsigned)w, (unsigned)h,
              (int)png_get_channels(png, info));
     png_destroy_read_struct(&png, &info, NULL);
     return -1;
   }
+  size_t row_bytes = (size_t)w * (gray16 ? 2 : 3);
   pix = malloc((size_t)w * h * 3);
+  raw = gray16 ? malloc(row_bytes * h) : pix; /* 16-bit samples, big-endian as PNG stores them */
   rows = malloc(sizeof(png_bytep) * h);
-  if (!pix || !rows) png_error(png, "out of memory");
-  for (png_uint_32 y = 0; y < h; y++) rows[y] = pix + (size_t)y * w * 3;
+  if (!pix || !raw || !rows) png_error(png, "out of memory");
+  for (png_uint_32 y = 0; y < h; y++) rows[y] = raw + (size_t)y * row_bytes;
   png_read_image(png, rows);
   png_read_end(png, NULL);
+  if (gray16) {
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+      unsigned v = ((unsigned)raw[2 * i] << 8) | raw[2 * i + 1];
+      pix[3 * i] = pix[3 * i + 1] = pix[3 * i + 2] = (uint8_t)(v > 255 ? 255 : v);
+    }
+    free(raw);
+  }
   png_destroy_read_struct(&png, &info, NULL);
   free(rows);
   img->pixels = pix;
