@@ -534,6 +534,44 @@ torch.save({"fc": {"weight": torch.zeros(3, 4)}, "fc.weight": torch.ones(3, 4)},
     rm(d)
   end)
 
+  it("a checkpoint that fails to write (a disk full for a moment) stops the run; the resume's log equals the uninterrupted one's", function()
+    local args = BASE .. "--iters 8 --ckpt-every 2 --sample-every 100"
+    local ref = outdir()
+    local out, rc = acqlua(args .. " --out " .. ref)
+    assert.equal(0, rc, out)
+    local d = outdir()
+    out, rc = acqlua(("spec/faults/inject.lua fail_checkpoint 6 %s --out %s"):format(args, d))
+    assert.equal(1, rc, out)
+    assert.matches("stopped at iteration 6: .*No space left on device; the last checkpoint %(.*iteration 4%) is intact", out)
+    out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d)
+    assert.equal(0, rc, out)
+    assert.same(H.rows_of(ref .. "/metrics.jsonl", true), H.rows_of(d .. "/metrics.jsonl", true))
+    rm(ref, d)
+  end)
+
+  it("Ctrl-C while the export is written exits 130, named", function()
+    local d = outdir()
+    local out, rc = acqlua(("spec/faults/inject.lua sigint_export 0 %s--iters 2 --out %s"):format(BASE, d))
+    assert.equal(130, rc, out)
+    assert.matches("interrupted %(SIGINT%)", out)
+    rm(d)
+  end)
+
+  it("a safetensors file truncated by another process while it is read is an error, never SIGBUS", function()
+    local p = os.tmpname()
+    acq.safetensors.save(p, { a = acq.zeros(4 * 1024 * 1024) }) -- 16 MiB
+    local full = p .. ".full"
+    os.execute(("cp '%s' '%s'"):format(p, full))
+    local o = H.run(([[
+      ( for i in $(seq 1 400); do truncate -s 4096 '%s'; cp '%s' '%s'; done ) & w=$!
+      for i in $(seq 1 30); do %s -e 'pcall(require("acq").safetensors.load, "%s")' || echo "died $?"; done
+      kill $w 2>/dev/null; wait $w 2>/dev/null; echo done]]):format(p, full, p, ACQLUA, p))
+    assert.matches("done", o)
+    assert.is_nil(o:find("died", 1, true), o) -- SIGBUS is exit 135
+    os.remove(p)
+    os.remove(full)
+  end)
+
   describe("a checkpoint is trusted whole", function()
     local d
     local ckpt
