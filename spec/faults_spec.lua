@@ -572,6 +572,34 @@ torch.save({"fc": {"weight": torch.zeros(3, 4)}, "fc.weight": torch.ones(3, 4)},
     os.remove(full)
   end)
 
+  it("a folder left with only its lock is reusable; a second resume goes on to the --iters the first asked for", function()
+    local d = outdir()
+    acq.mkdir(d)
+    H.write_file(d .. "/.lock", "4242\n") -- a start killed right after taking the lock
+    local out, rc = acqlua(BASE .. "--iters 2 --out " .. d)
+    assert.equal(0, rc, out)
+    out, rc = H.run(("%s recipes/acq_cifar.lua --resume %s --iters 30 > %s.log 2>&1 & pid=$!; "
+      .. "while [ \"$(cat %s/metrics.jsonl 2>/dev/null | wc -l)\" -lt 4 ]; do kill -0 $pid 2>/dev/null || break; sleep 0.05; done; "
+      .. "kill -INT $pid; wait $pid; echo rc=$?"):format(ACQLUA, d, d, d))
+    assert.matches("rc=130", out)
+    out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d)
+    assert.equal(0, rc, out)
+    assert.equal(30, acq.json.decode(H.read_file(d .. "/result.json")).iter or #H.rows_of(d .. "/metrics.jsonl"))
+    assert.equal(30, H.rows_of(d .. "/metrics.jsonl")[#H.rows_of(d .. "/metrics.jsonl")].iter)
+    rm(d, d .. ".log")
+  end)
+
+  it("a hostile zip64 record pointing outside a short file is an error, not a crash", function()
+    -- 46 bytes: a local-header magic, a zip64 locator pointing at 2^40, an EOCD saying zip64
+    local b = "PK\3\4" .. "PK\6\7" .. ("\0"):rep(4) .. string.pack("<I8", 1 << 40) .. ("\0"):rep(4)
+      .. "PK\5\6" .. ("\0"):rep(12) .. string.pack("<I4", 0xffffffff) .. ("\0"):rep(2)
+    assert.equal(46, #b)
+    local p = os.tmpname() .. ".pth"
+    H.write_file(p, b)
+    assert.matches("zip", H.fails(acq.pth.load, p))
+    os.remove(p)
+  end)
+
   describe("a checkpoint is trusted whole", function()
     local d
     local ckpt

@@ -230,10 +230,14 @@ function Run.loop(self, alg, body, a)
           row.elapsed = elapsed()
           t_log, it_log = now, it
         end
-        if due and not final then evaluate(it, row) end
+        if due and not final then -- an evaluation that fails (a NaN state) takes the failure path below
+          local oke, erre = pcall(evaluate, it, row)
+          if not oke and erre == INTERRUPTED then error(erre, 0) end
+          if not oke then okit, row = false, erre end
+        end
         -- the row before its iteration's checkpoint (the final one's losses
         -- first; the final evaluation completes it after the checkpoint)
-        if row.lr_g or due then write_row(row) end
+        if okit and (row.lr_g or due) then write_row(row) end
       end
       if okit and (it % o.ckpt_every == 0 or it == o.iters or stop) then
         local okc, errc = pcall(save_checkpoint, ckpt, alg, it, elapsed(), self)

@@ -87,7 +87,12 @@ function R.undo_fresh()
   local run = R.current
   if not (run and run.fresh) then return end
   run.fresh = false
-  for _, f in ipairs { "options.json", "history.jsonl", ".lock" } do os.remove(run.dir .. "/" .. f) end
+  for _, f in ipairs(acq.listdir(run.dir)) do
+    if f == "options.json" or f == "history.jsonl" or f == ".lock" or f:match("^options%.json%.tmp%.%d+$")
+       or f:match("^history%.jsonl%.tmp%.%d+$") then
+      os.remove(run.dir .. "/" .. f)
+    end
+  end
   if run.lock then run.lock:release() end
   if run.made_dir and #acq.listdir(run.dir) == 0 then os.remove(run.dir) end
 end
@@ -106,6 +111,7 @@ function R.main(body, ...)
   -- Ctrl-C outside the loop (the export, the FP model's evaluation): acqlua
   -- raises "interrupted!"; the exit status is a shell's for SIGINT
   if tostring(err):match("interrupted!$") then
+    R.undo_fresh()
     io.stderr:write((arg and arg[0] or "acqlua"), ": interrupted (SIGINT)\n")
     os.exit(130, true)
   end
@@ -162,7 +168,10 @@ local function record_of(dir)
           for _, k in ipairs(e.pictures) do if type(k) == "string" then rec.pictures[k] = true end end
         end
         local ch = type(e.changed) == "table" and e.changed.iters
-        if type(ch) == "table" and tonumber(ch[2]) then rec.iters = math.max(rec.iters, tonumber(ch[2])) end
+        if type(ch) == "table" and tonumber(ch[2]) then
+          rec.iters = math.max(rec.iters, tonumber(ch[2]))
+          rec.last_iters = math.tointeger(tonumber(ch[2]))
+        end
       end
     end
   end
@@ -309,6 +318,10 @@ function R.start(name, spec, args, hooks)
     R.check_record(dir, name, saved, opts)
     record = R.canonical(saved)
     saved._recipe = nil
+    -- options.json is the start's record: a resume that asked for more
+    -- iterations is in the history, and a later resume goes on to those
+    local rec = record_of(dir)
+    if rec and not opts._given.iters and rec.last_iters then saved.iters = rec.last_iters end
     for k, v in pairs(saved) do
       if opts._given[k] and v ~= opts[k] then
         if STRUCTURAL[k] then
@@ -399,7 +412,17 @@ function R.start(name, spec, args, hooks)
     history(dir, record)
   else
     local rec
-    if acq.isdir(dir) and #acq.listdir(dir) > 0 then
+    -- what a start that died before its record leaves (the lock, temporaries
+    -- of its first writes) does not make a folder non-empty
+    local leftover = true
+    if acq.isdir(dir) then
+      for _, f in ipairs(acq.listdir(dir)) do
+        if f ~= ".lock" and not f:match("^options%.json%.tmp%.%d+$") and not f:match("^history%.jsonl%.tmp%.%d+$") then
+          leftover = false
+        end
+      end
+    end
+    if acq.isdir(dir) and not leftover then
       rec = record_of(dir)
       if not rec then
         R.die("--out %s: the folder is not empty and holds no acq run (no options.json); choose a new or empty folder",
@@ -416,6 +439,9 @@ function R.start(name, spec, args, hooks)
     acq.mkdir(dir)
     lock = take_lock(dir, "--out")
     fresh = true
+    -- registered at once, so a failure from here on is undone (R.undo_fresh)
+    R.current = setmetatable({ name = name, opts = opts, dir = dir, lock = lock, rank = rank, fresh = true,
+      made_dir = made_dir }, Run)
     if opts.force and rec then -- only what the run's record says it wrote
       for _, f in ipairs(run_files(dir, rec)) do os.remove(f) end
       if acq.isdir(dir .. "/samples") and #acq.listdir(dir .. "/samples") == 0 then os.remove(dir .. "/samples") end
@@ -431,9 +457,11 @@ function R.start(name, spec, args, hooks)
   if rank == 0 and dist.parallel() then dist.barrier() end -- the others may start
   acq.set_num_threads(opts.threads and opts.threads > 0 and opts.threads or acq.cpu_count())
   acq.manual_seed(opts.seed or 0)
-  R.current = setmetatable({ name = name, opts = opts, dir = dir, source = source, lock = lock, rank = rank,
-    record = record, fresh = fresh, made_dir = made_dir }, Run)
-  return R.current
+  local run = fresh and R.current or setmetatable({}, Run)
+  run.name, run.opts, run.dir, run.source, run.lock, run.rank = name, opts, dir, source, lock, rank
+  run.record, run.fresh, run.made_dir = record, fresh, made_dir
+  R.current = run
+  return run
 end
 
 -- The loop, the metrics log and the checkpoints: acq.loop adds Run:loop.

@@ -36,7 +36,10 @@ static void jerr_silent(j_common_ptr c, int level) {
   /* warnings (corrupt but decodable data) are not errors, as in PIL; data
    * that ends early is (PIL: "image file is truncated"), where libjpeg would
    * fill the rest of the image with grey */
-  if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) {
+  /* only while rows are missing: a file that lacks just its end marker
+   * after the last row decodes, as PIL decodes it */
+  if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF && c->is_decompressor &&
+      ((j_decompress_ptr)c)->output_scanline < ((j_decompress_ptr)c)->output_height) {
     struct jerr *e = (struct jerr *)c->err;
     snprintf(e->msg, sizeof e->msg, "the file is truncated (its data end before the image does)");
     longjmp(e->jb, 1);
