@@ -649,6 +649,7 @@ torch.save({"fc": {"weight": torch.zeros(3, 4)}, "fc.weight": torch.ones(3, 4)},
         { function(m) m.elapsed = "-1" end, "'elapsed'" },
         { function(_, t) t["bounds.conv.hi"] = nil end, "bounds.conv" },
         { function(_, t) t["rng.sample"] = nil end, "rng.sample" },
+        { function(_, t) t["G.l1.weight"][0][0]:fill_(0 / 0) end, "tensor 'G.l1.weight' holds NaN or Inf" },
       }
       for _, c in ipairs(fields) do
         local out, rc = resume_with(edited(c[1], false))

@@ -25,12 +25,9 @@ D.FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 D.FASHION_MNIST_CLASSES = { "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                             "Sneaker", "Bag", "Ankle boot" }
 
--- path exists as a regular file (stat only: opening a FIFO would block;
--- acq.read_file refuses anything else with a message)
-local function exists(path)
-  local ok, what = acq.is_regular_file(path)
-  return ok or (what ~= nil and what:sub(1, 2) == "a ")
-end
+-- stat only (opening a FIFO would block); acq.read_file then refuses
+-- anything but a regular file with a message
+local exists = acq.exists
 
 -- path or path.gz, whichever exists.
 local function find(root, base, what)

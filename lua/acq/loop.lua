@@ -14,9 +14,7 @@ local exists, history, read = R.exists, R.history, R.read
 -- (a resumed run rewrites what came after its checkpoint).
 local function open_log(path, upto)
   local keep, rows = {}, {}
-  if exists(path) then
-    local okr, what = acq.is_regular_file(path)
-    if not okr then R.die("cannot resume: %s is %s, not the run's log", path, what) end
+  if R.regular(path, "cannot resume: ") then
     for line in read(path):gmatch("[^\n]+") do
       local ok, row = pcall(acq.json.decode, line)
       if ok and type(row) == "table" and row.iter and row.iter <= upto then
@@ -72,20 +70,11 @@ local function checked_meta(path, meta, unchecked)
 end
 
 local function load_checkpoint(path, alg, unchecked)
-  local okr, what = acq.is_regular_file(path)
-  if not okr then R.die("cannot resume: %s is %s", path, what) end
-  local ok, t, meta = pcall(acq.safetensors.load, path)
+  if not R.regular(path, "cannot resume: ") then R.die("cannot resume: %s: no such file", path) end
+  -- finite: a checkpoint is written only when finite, anything else was edited
+  local ok, t, meta = pcall(acq.safetensors.load, path, { finite = true })
   if not ok then R.die("cannot resume: %s", tostring(t):gsub("\n.*", "")) end
   local it, elapsed, lr = checked_meta(path, meta, unchecked)
-  local names = {}
-  for name in pairs(t) do names[#names + 1] = name end
-  table.sort(names)
-  for _, k in ipairs(names) do -- a checkpoint is written only when finite: anything else was edited
-    local v = t[k]
-    if (v:dtype() == "f32" or v:dtype() == "f64") and not v:isfinite():all():item() then
-      R.die("cannot resume: %s: tensor '%s' holds NaN or Inf (checkpoints are written finite)", path, k)
-    end
-  end
   if not acq.is_tensor(t["rng.global"]) then R.die("cannot resume: %s: tensor 'rng.global' is missing", path) end
   local okl, err = pcall(alg.load, alg, t, meta, it, path)
   if not okl then R.die("cannot resume: %s", R.strip_positions(tostring(err)):gsub("\n.*", "")) end

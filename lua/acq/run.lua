@@ -80,7 +80,13 @@ function R.handler(e)
   return setmetatable({ msg = msg, code = 1 }, UserError)
 end
 
--- A new run that fails before its loop starts (bad --weights contents, a
+-- What a start leaves before it has written its record: the lock and the
+-- temporaries of its first writes (a folder holding only these is empty).
+local function start_debris(f)
+  return f == ".lock" or f:match("^options%.json%.tmp%.%d+$") or f:match("^history%.jsonl%.tmp%.%d+$")
+end
+
+--- A new run that fails before its loop starts (bad --weights contents, a
 -- dataset that will not load) leaves nothing: the records R.start wrote go,
 -- and the folder too when R.start made it, so the same command can run again.
 function R.undo_fresh()
@@ -88,10 +94,7 @@ function R.undo_fresh()
   if not (run and run.fresh) then return end
   run.fresh = false
   for _, f in ipairs(acq.listdir(run.dir)) do
-    if f == "options.json" or f == "history.jsonl" or f == ".lock" or f:match("^options%.json%.tmp%.%d+$")
-       or f:match("^history%.jsonl%.tmp%.%d+$") then
-      os.remove(run.dir .. "/" .. f)
-    end
+    if f == "options.json" or f == "history.jsonl" or start_debris(f) then os.remove(run.dir .. "/" .. f) end
   end
   if run.lock then run.lock:release() end
   if run.made_dir and #acq.listdir(run.dir) == 0 then os.remove(run.dir) end
@@ -121,13 +124,17 @@ function R.main(body, ...)
   os.exit(getmetatable(err) == UserError and err.code or 1, true)
 end
 
--- Whether path names anything (stat, never open: opening a FIFO blocks).
-local function exists(path)
-  local ok, what = acq.is_regular_file(path)
-  return ok or what == "a directory" or what == "a FIFO" or what == "a device" or what == "a socket"
-    or what == "not a regular file"
-end
+local exists = acq.exists -- stat, never open: opening a FIFO blocks
 R.exists = exists
+
+--- true when path is a regular file, false when nothing is there; anything
+-- else (a FIFO, a folder, a device) is a user error "<prefix><path> is <what>".
+function R.regular(path, prefix)
+  local ok, what = acq.is_regular_file(path)
+  if ok then return true end
+  if not exists(path) then return false end
+  R.die("%s%s is %s", prefix or "", path, what)
+end
 
 local function read(path)
   local okr, what = acq.is_regular_file(path)
@@ -152,12 +159,12 @@ local STRUCTURAL = { bits = true, model = true, classes = true, dataset = true }
 
 -- The run's record: options.json (every option, and "_recipe", the recipe
 -- that owns the folder) and history.jsonl (its events; "files" records the
--- picture kinds the loop draws). nil when dir holds no record.
+-- picture kinds the loop draws). nil (and why) when dir holds no record.
 local function record_of(dir)
   local path = dir .. "/options.json"
   if not acq.is_regular_file(path) then return nil end
   local ok, saved = pcall(acq.json.decode, read(path))
-  if not ok or type(saved) ~= "table" then return nil end
+  if not ok or type(saved) ~= "table" then return nil, ok and "not a JSON object" or tostring(saved) end
   local rec = { options = saved, pictures = {}, iters = tonumber(saved.iters) or 0 }
   local h = dir .. "/history.jsonl"
   if acq.is_regular_file(h) then
@@ -214,11 +221,7 @@ end
 local function history(dir, record)
   record.time = os.date("!%Y-%m-%dT%H:%M:%SZ")
   local path = dir .. "/history.jsonl"
-  if exists(path) then
-    local okr, what = acq.is_regular_file(path)
-    if not okr then R.die("%s is %s, not the run's history", path, what) end
-  end
-  local old = exists(path) and read(path) or ""
+  local old = R.regular(path) and read(path) or ""
   acq.write_file(path, old .. acq.json.encode(record) .. "\n")
 end
 R.history = history
@@ -244,29 +247,30 @@ function R.canonical(saved)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
--- The metadata of DIR's checkpoint, or nil when it has none; a checkpoint
--- that cannot be read is a user error.
+-- The metadata of DIR's checkpoint (its header alone: the loop reads the
+-- tensors), or nil when it has none; a checkpoint that cannot be read is a
+-- user error.
 local function checkpoint_meta(dir)
   local path = dir .. "/checkpoint.safetensors"
-  if not exists(path) then return nil end
-  local okr, what = acq.is_regular_file(path)
-  if not okr then R.die("cannot resume: %s is %s", path, what) end
-  local ok, _, meta = pcall(acq.safetensors.load, path)
+  if not R.regular(path, "cannot resume: ") then return nil end
+  local ok, _, meta = pcall(acq.safetensors.header, path)
   if not ok then R.die("cannot resume: %s", (tostring(_):gsub("\n.*", ""))) end
   return meta
 end
 
 --- On --resume: the folder belongs to this recipe, and options.json is the
 -- record its checkpoint was written under (an edited options.json is
--- refused, naming the first field that differs).
-function R.check_record(dir, name, saved, opts)
+-- refused, naming the first field that differs). Returns the record,
+-- canonical (R.canonical).
+function R.check_record(dir, name, saved)
+  local record = R.canonical(saved)
   local owner = saved._recipe
   local meta = checkpoint_meta(dir)
   if meta and meta.recipe then owner = meta.recipe end
   if owner and owner ~= name then
     R.die("--resume %s: the folder holds a %s run; continue it with recipes/%s.lua, not %s", dir, owner, owner, name)
   end
-  if meta and meta.record and meta.record ~= R.canonical(saved) then
+  if meta and meta.record and meta.record ~= record then
     local okc, copy = pcall(acq.json.decode, meta.record)
     local field = "?"
     if okc and type(copy) == "table" then
@@ -285,6 +289,7 @@ function R.check_record(dir, name, saved, opts)
     R.die("--resume %s: options.json was changed after the run wrote it (%s); restore it, or start a new run "
       .. "(options a resume may change are given on the command line)", dir, field)
   end
+  return record
 end
 
 --- Parses the options (--help prints and exits), checks them, then takes
@@ -305,23 +310,22 @@ function R.start(name, spec, args, hooks)
     print(help)
     os.exit(0, true)
   end
-  local changed, lock, record, fresh, made_dir = {}, nil, nil, false, false
+  local changed, lock, record, resumed = {}, nil, nil, nil
+  local run = setmetatable({ name = name, opts = opts, fresh = false }, Run)
   if opts.resume then
     local dir = opts.resume
     if not acq.isdir(dir) then R.die("--resume %s: no such folder", dir) end
     local path = dir .. "/options.json"
-    if not exists(path) then R.die("--resume %s: no options.json (not a run folder)", dir) end
-    local okr, what = acq.is_regular_file(path)
-    if not okr then R.die("--resume %s: options.json is %s", dir, what) end
-    local okj, saved = pcall(acq.json.decode, read(path))
-    if not okj or type(saved) ~= "table" then R.die("--resume %s: options.json is damaged: %s", dir, tostring(saved)) end
-    R.check_record(dir, name, saved, opts)
-    record = R.canonical(saved)
+    if not R.regular(path, "--resume: ") then R.die("--resume %s: no options.json (not a run folder)", dir) end
+    local why
+    resumed, why = record_of(dir)
+    if not resumed then R.die("--resume %s: options.json is damaged: %s", dir, why) end
+    local saved = resumed.options
+    record = R.check_record(dir, name, saved)
     saved._recipe = nil
     -- options.json is the start's record: a resume that asked for more
     -- iterations is in the history, and a later resume goes on to those
-    local rec = record_of(dir)
-    if rec and not opts._given.iters and rec.last_iters then saved.iters = rec.last_iters end
+    if not opts._given.iters and resumed.last_iters then saved.iters = resumed.last_iters end
     for k, v in pairs(saved) do
       if opts._given[k] and v ~= opts[k] then
         if STRUCTURAL[k] then
@@ -401,11 +405,8 @@ function R.start(name, spec, args, hooks)
   elseif opts.resume then
     lock = take_lock(dir, "--resume")
     -- temporaries of atomic writes that a kill interrupted (NAME.tmp.PID)
-    local rec = record_of(dir)
-    if rec then
-      for _, f in ipairs(run_files(dir, rec)) do
-        if f:match("%.tmp%.%d+$") then os.remove(f) end
-      end
+    for _, f in ipairs(run_files(dir, resumed)) do
+      if f:match("%.tmp%.%d+$") then os.remove(f) end
     end
     local record = { event = "resume", args = table.concat(args or {}, " ") }
     if next(changed) then record.changed = changed end
@@ -414,15 +415,11 @@ function R.start(name, spec, args, hooks)
     local rec
     -- what a start that died before its record leaves (the lock, temporaries
     -- of its first writes) does not make a folder non-empty
-    local leftover = true
-    if acq.isdir(dir) then
-      for _, f in ipairs(acq.listdir(dir)) do
-        if f ~= ".lock" and not f:match("^options%.json%.tmp%.%d+$") and not f:match("^history%.jsonl%.tmp%.%d+$") then
-          leftover = false
-        end
-      end
+    local empty = true
+    for _, f in ipairs(acq.isdir(dir) and acq.listdir(dir) or {}) do
+      if not start_debris(f) then empty = false end
     end
-    if acq.isdir(dir) and not leftover then
+    if not empty then
       rec = record_of(dir)
       if not rec then
         R.die("--out %s: the folder is not empty and holds no acq run (no options.json); choose a new or empty folder",
@@ -435,13 +432,12 @@ function R.start(name, spec, args, hooks)
     elseif exists(dir) and not acq.isdir(dir) then
       R.die("--out %s: not a folder", dir)
     end
-    made_dir = not acq.isdir(dir)
+    run.made_dir = not acq.isdir(dir)
     acq.mkdir(dir)
     lock = take_lock(dir, "--out")
-    fresh = true
     -- registered at once, so a failure from here on is undone (R.undo_fresh)
-    R.current = setmetatable({ name = name, opts = opts, dir = dir, lock = lock, rank = rank, fresh = true,
-      made_dir = made_dir }, Run)
+    run.dir, run.lock, run.fresh = dir, lock, true
+    R.current = run
     if opts.force and rec then -- only what the run's record says it wrote
       for _, f in ipairs(run_files(dir, rec)) do os.remove(f) end
       if acq.isdir(dir .. "/samples") and #acq.listdir(dir .. "/samples") == 0 then os.remove(dir .. "/samples") end
@@ -457,9 +453,7 @@ function R.start(name, spec, args, hooks)
   if rank == 0 and dist.parallel() then dist.barrier() end -- the others may start
   acq.set_num_threads(opts.threads and opts.threads > 0 and opts.threads or acq.cpu_count())
   acq.manual_seed(opts.seed or 0)
-  local run = fresh and R.current or setmetatable({}, Run)
-  run.name, run.opts, run.dir, run.source, run.lock, run.rank = name, opts, dir, source, lock, rank
-  run.record, run.fresh, run.made_dir = record, fresh, made_dir
+  run.dir, run.source, run.lock, run.rank, run.record = dir, source, lock, rank, record
   R.current = run
   return run
 end

@@ -195,7 +195,25 @@ done:
   return rc;
 }
 
-int acq_st_open(const char *path, acq_st_file *f, char *err, size_t errn) {
+/* n bytes at offset off of fd into buf; a file that ends early (another
+ * process truncated it) is an error. */
+static int read_at(int fd, unsigned char *buf, size_t n, size_t off, const char *path, char *err, size_t errn) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = pread(fd, buf + got, n - got, (off_t)(off + got));
+    if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (r < 0) return fail(err, errn, "%s: %s", path, strerror(errno));
+    if (r == 0)
+      return fail(err, errn, "%s: the file shrank to %zu bytes while it was read", path, off + got);
+    got += (size_t)r;
+  }
+  return 0;
+}
+
+/* Reads, not maps: a file that another process truncates under a mapping
+ * kills the reader with SIGBUS; a short read is an error instead. With
+ * header_only, only the 8-byte length and the header are read. */
+static int open_file(const char *path, acq_st_file *f, int header_only, char *err, size_t errn) {
   memset(f, 0, sizeof *f);
   /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below) */
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -206,49 +224,48 @@ int acq_st_open(const char *path, acq_st_file *f, char *err, size_t errn) {
     return fail(err, errn, "%s: not a regular file", path);
   }
   size_t size = (size_t)sb.st_size;
-  if (size < 8) {
+  unsigned char len8[8];
+  if (size < 8 || read_at(fd, len8, 8, 0, path, err, errn)) {
     close(fd);
-    return fail(err, errn, "%s: %zu bytes, too short for a safetensors file (truncated?)", path, size);
+    return size < 8 ? fail(err, errn, "%s: %zu bytes, too short for a safetensors file (truncated?)", path, size)
+                    : -1;
   }
-  /* read, not mapped: a file that another process truncates under a mapping
-   * kills the reader with SIGBUS; a short read is an error instead */
-  unsigned char *map = malloc(size);
-  if (!map) {
-    close(fd);
-    return fail(err, errn, "%s: %zu bytes: out of memory", path, size);
-  }
-  size_t got = 0;
-  while (got < size) {
-    ssize_t r = pread(fd, map + got, size - got, (off_t)got);
-    if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (r <= 0) {
-      int e = r < 0 ? errno : 0;
-      close(fd);
-      free(map);
-      return e ? fail(err, errn, "%s: %s", path, strerror(e))
-               : fail(err, errn, "%s: the file shrank from %zu to %zu bytes while it was read", path, size, got);
-    }
-    got += (size_t)r;
-  }
-  close(fd);
-  const unsigned char *p = map;
   uint64_t hlen = 0;
-  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
+  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | len8[i];
   if (hlen > ACQ_ST_MAX_HEADER || hlen > size - 8) {
-    free(map);
+    close(fd);
     return fail(err, errn, "%s: header length %llu does not fit in the file (%zu bytes; truncated, or not safetensors)",
                 path, (unsigned long long)hlen, size);
   }
-  char msg[ACQ_ST_ERR];
-  if (acq_st_parse_header((const char *)p + 8, (size_t)hlen, size - 8 - hlen, f, msg, sizeof msg)) {
-    free(map);
-    return fail(err, errn, "%s: %s", path, msg);
+  size_t keep = header_only ? 8 + (size_t)hlen : size;
+  unsigned char *map = malloc(keep);
+  if (!map) {
+    close(fd);
+    return fail(err, errn, "%s: %zu bytes: out of memory", path, keep);
   }
-  f->map = p;
-  f->map_size = size;
-  f->data = p + 8 + hlen;
+  memcpy(map, len8, 8);
+  int rc = read_at(fd, map + 8, keep - 8, 8, path, err, errn);
+  close(fd);
+  char msg[ACQ_ST_ERR];
+  if (!rc && acq_st_parse_header((const char *)map + 8, (size_t)hlen, size - 8 - hlen, f, msg, sizeof msg))
+    rc = fail(err, errn, "%s: %s", path, msg);
+  if (rc) {
+    free(map);
+    return rc;
+  }
+  f->map = map;
+  f->map_size = keep;
+  f->data = header_only ? NULL : map + 8 + hlen;
   f->data_size = size - 8 - hlen;
   return 0;
+}
+
+int acq_st_open(const char *path, acq_st_file *f, char *err, size_t errn) {
+  return open_file(path, f, 0, err, errn);
+}
+
+int acq_st_open_header(const char *path, acq_st_file *f, char *err, size_t errn) {
+  return open_file(path, f, 1, err, errn);
 }
 
 void acq_st_close(acq_st_file *f) {

@@ -36,7 +36,7 @@ typedef struct acq_st_file {
   acq_st_entry *e;
   int nmeta;                      /* __metadata__ pairs */
   char **meta_key, **meta_val;
-  /* set by acq_st_open: the whole file, mapped read-only */
+  /* set by acq_st_open: the bytes read (the whole file, or the header) */
   const unsigned char *map;
   size_t map_size;
   const unsigned char *data;      /* start of the data section */
@@ -50,8 +50,11 @@ typedef struct acq_st_file {
 int acq_st_parse_header(const char *json, size_t len, uint64_t data_size,
                         acq_st_file *out, char *err, size_t errn);
 
-/* Maps path and parses its header. Messages start with the path. */
+/* Reads path and parses its header. Messages start with the path. */
 int acq_st_open(const char *path, acq_st_file *out, char *err, size_t errn);
+/* The same, reading the header alone: data is NULL, data_size the size of
+ * the data section the header was checked against. */
+int acq_st_open_header(const char *path, acq_st_file *out, char *err, size_t errn);
 void acq_st_close(acq_st_file *f);                    /* frees everything */
 int acq_st_find(const acq_st_file *f, const char *name); /* index or -1 */
 

@@ -61,16 +61,22 @@ static unsigned long crc_update(unsigned long c, const unsigned char *p, uint64_
   return c;
 }
 
-/* The first element of a float buffer that is NaN or Inf, or -1. */
+/* The first element of a float buffer that is NaN or Inf, or -1. The
+ * buffer may be unaligned (a tensor inside a file's data section). */
 static int64_t first_nonfinite(const void *buf, int dtype, int64_t numel) {
+  const unsigned char *p = buf;
   if (dtype == ATC_F32) {
-    const float *x = buf;
-    for (int64_t i = 0; i < numel; i++)
-      if (!isfinite(x[i])) return i;
+    for (int64_t i = 0; i < numel; i++) {
+      float x;
+      memcpy(&x, p + 4 * i, 4);
+      if (!isfinite(x)) return i;
+    }
   } else if (dtype == ATC_F64) {
-    const double *x = buf;
-    for (int64_t i = 0; i < numel; i++)
-      if (!isfinite(x[i])) return i;
+    for (int64_t i = 0; i < numel; i++) {
+      double x;
+      memcpy(&x, p + 8 * i, 8);
+      if (!isfinite(x)) return i;
+    }
   }
   return -1;
 }
@@ -103,7 +109,9 @@ static unsigned long meta_crc(const char *const *keys, const char *const *vals, 
   return c;
 }
 
-static acq_st_file *open_file(lua_State *L, const char *path) {
+/* header_only: the tensor data are not read, so only the metadata's own
+ * checksum can be checked (the data's is, by every load). */
+static acq_st_file *open_file(lua_State *L, const char *path, int header_only) {
   acq_st_file *f = lua_newuserdatauv(L, sizeof *f, 0);
   memset(f, 0, sizeof *f);
   if (luaL_newmetatable(L, ACQ_STFILE_MT)) {
@@ -114,10 +122,10 @@ static acq_st_file *open_file(lua_State *L, const char *path) {
   }
   lua_setmetatable(L, -2);
   char err[ACQ_ST_ERR];
-  if (acq_st_open(path, f, err, sizeof err)) luaL_error(L, "%s", err);
+  if ((header_only ? acq_st_open_header : acq_st_open)(path, f, err, sizeof err)) luaL_error(L, "%s", err);
   /* a file written with {checksum = true} carries the CRC-32 of its data
    * section; a mismatch means the bytes changed after writing */
-  for (int i = 0; i < f->nmeta; i++) {
+  for (int i = 0; i < f->nmeta && !header_only; i++) {
     if (strcmp(f->meta_key[i], ACQ_ST_CRC_KEY) != 0) continue;
     char got[16];
     snprintf(got, sizeof got, "%08lx", crc_update(crc32(0L, Z_NULL, 0), f->data, f->data_size));
@@ -154,22 +162,23 @@ static void push_shape(lua_State *L, const acq_st_entry *e) {
 }
 
 /***
- * acq.safetensors.load(path [, {prefix = "fp.", strip = true}]) -> tensors (name -> Tensor), metadata (key -> string), names (file order). A file written with a checksum is checked: a mismatch is an error naming the file.
+ * acq.safetensors.load(path [, {prefix = "fp.", strip = true, finite = false}]) -> tensors (name -> Tensor), metadata (key -> string), names (file order). A file written with a checksum is checked: a mismatch is an error naming the file. finite: a float tensor holding NaN or Inf is an error naming it (as save's finite).
  * @function load
  */
 static int l_st_load(lua_State *L) {
   const char *path = acqL_checkpath(L, 1);
   const char *prefix = NULL;
-  int strip = 1;
+  int strip = 1, finite = 0;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "prefix");
     prefix = lua_tostring(L, -1); /* anchored in the options table */
     lua_pop(L, 1);
     strip = acqL_optbool(L, 2, "strip", 1);
+    finite = acqL_optbool(L, 2, "finite", 0);
   }
   lua_settop(L, 2);
-  acq_st_file *f = open_file(L, path); /* 3 */
+  acq_st_file *f = open_file(L, path, 0); /* 3 */
   size_t plen = prefix ? strlen(prefix) : 0;
   lua_newtable(L); /* 4: tensors */
   lua_newtable(L); /* 5: names   */
@@ -178,6 +187,13 @@ static int l_st_load(lua_State *L) {
     const acq_st_entry *e = &f->e[i];
     if (prefix && strncmp(e->name, prefix, plen) != 0) continue;
     const char *key = strip ? e->name + plen : e->name;
+    if (finite) {
+      int64_t numel = 1;
+      for (int d = 0; d < e->ndim; d++) numel *= e->shape[d];
+      int64_t bad = first_nonfinite(f->data + e->begin, e->dtype, numel);
+      if (bad >= 0)
+        return luaL_error(L, "%s: tensor '%s' holds NaN or Inf (element %d)", path, e->name, (int)bad);
+    }
     acqL_Tensor *b = acqL_newtensor(L);
     atc_status st;
     if (atc_from_buffer(&st, f->data + e->begin, e->shape, e->ndim, (atc_dtype)e->dtype, &b->h))
@@ -202,7 +218,7 @@ static int l_st_load(lua_State *L) {
 static int l_st_header(lua_State *L) {
   const char *path = acqL_checkpath(L, 1);
   lua_settop(L, 1);
-  acq_st_file *f = open_file(L, path);
+  acq_st_file *f = open_file(L, path, 1);
   lua_createtable(L, f->n, 0);
   for (int i = 0; i < f->n; i++) {
     const acq_st_entry *e = &f->e[i];

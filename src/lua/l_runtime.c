@@ -441,8 +441,20 @@ static int l_is_regular_file(lua_State *L) {
   return 2;
 }
 
+/***
+ * acq.exists(path) -> whether path names anything (a file, a folder, a FIFO,
+ * ...), found by stat alone: never opened, so a FIFO cannot block.
+ * @function exists
+ */
+static int l_exists(lua_State *L) {
+  struct stat sb;
+  lua_pushboolean(L, stat(acqL_checkpath(L, 1), &sb) == 0);
+  return 1;
+}
+
 static const luaL_Reg functions[] = {
     {"cpu_count", l_cpu_count},
+    {"exists", l_exists},
     {"lock", l_lock},
     {"is_regular_file", l_is_regular_file},
     {"catch_interrupts", l_catch_interrupts},
