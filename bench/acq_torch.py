@@ -194,6 +194,18 @@ def fake_quant(x, lo, hi, bits):
     return y + (x - x.detach()) if x.requires_grad else y
 
 
+def quantized_layer(m, x, lo, hi, wbits, abits):
+    """A conv or linear layer m on x with its weight fake-quantized per output
+    channel (current min/max) and its input per layer within [lo, hi]."""
+    w = m.weight
+    dims = tuple(range(1, w.dim()))
+    wq = fake_quant(w, w.detach().amin(dims, keepdim=True), w.detach().amax(dims, keepdim=True), wbits)
+    xq = fake_quant(x, lo, hi, abits)
+    if isinstance(m, nn.Conv2d):
+        return Fn.conv2d(xq, wq, m.bias, m.stride, m.padding)
+    return Fn.linear(xq, wq, m.bias)
+
+
 def quantize(F, bounds, bits=4):
     """Q: a copy of F whose conv/linear layers fake-quantize their weight (per
     output channel, current min/max) and input (per layer, frozen bounds
@@ -206,13 +218,7 @@ def quantize(F, bounds, bits=4):
             lo, hi = bounds[name]
 
             def forward(x, m=m, lo=lo, hi=hi):
-                w = m.weight
-                dims = tuple(range(1, w.dim()))
-                wq = fake_quant(w, w.detach().amin(dims, keepdim=True), w.detach().amax(dims, keepdim=True), bits)
-                xq = fake_quant(x, lo, hi, bits)
-                if isinstance(m, nn.Conv2d):
-                    return Fn.conv2d(xq, wq, m.bias, m.stride, m.padding)
-                return Fn.linear(xq, wq, m.bias)
+                return quantized_layer(m, x, lo, hi, bits, bits)
             m.forward = forward
     for q in Q.parameters():
         q.requires_grad_(True)
