@@ -20,6 +20,17 @@ local function outdir()
   return d
 end
 
+-- An uninterrupted run of args, the reference of the kill and fault specs:
+-- its folder, its metrics rows (without the wall-clock fields), export and
+-- checkpoint.
+local function uninterrupted(args)
+  local ref = outdir()
+  local out, rc = acqlua(args .. " --out " .. ref)
+  assert.equal(0, rc, out)
+  return { dir = ref, rows = H.rows_of(ref .. "/metrics.jsonl", true),
+    q = acq.safetensors.load(ref .. "/q_w4a4.safetensors"), ckpt = acq.safetensors.load(ref .. "/checkpoint.safetensors") }
+end
+
 local function finite_checkpoint(path)
   local t = acq.safetensors.load(path)
   local n = 0
@@ -240,11 +251,9 @@ describe("stopping and resuming", function()
 
   it("kill -9 at several points, then --resume, gives the uninterrupted run's weights bit for bit", function()
     local args = BASE .. "--iters 10 --ckpt-every 3 --sample-every 100 --lr-q 0.01"
-    local ref = outdir()
-    local out, rc = acqlua(args .. " --out " .. ref)
-    assert.equal(0, rc, out)
-    local qa = acq.safetensors.load(ref .. "/q_w4a4.safetensors")
-    local ra = H.rows_of(ref .. "/metrics.jsonl", true)
+    local ref = uninterrupted(args)
+    local qa, ra = ref.q, ref.rows
+    local out, rc
     for _, at in ipairs { 2, 5, 9 } do
       local d = outdir()
       H.run(("%s %s --out %s > /dev/null 2>&1 & pid=$!; "
@@ -262,7 +271,7 @@ describe("stopping and resuming", function()
       assert.same(ra, H.rows_of(d .. "/metrics.jsonl", true))
       rm(d)
     end
-    rm(ref)
+    rm(ref.dir)
   end)
 end)
 
@@ -331,10 +340,8 @@ describe("reliability, second round", function()
 
   it("kill -9 right after checkpoint k: after --resume the log equals the uninterrupted run's, row for row", function()
     local args = BASE .. "--iters 8 --ckpt-every 1 --sample-every 100"
-    local ref = outdir()
-    local out, rc = acqlua(args .. " --out " .. ref)
-    assert.equal(0, rc, out)
-    local rows = H.rows_of(ref .. "/metrics.jsonl", true)
+    local ref = uninterrupted(args)
+    local rows, out, rc = ref.rows, nil, nil
     assert.equal(8, #rows)
     for _, k in ipairs { 2, 5, 8 } do
       local d = outdir()
@@ -345,7 +352,7 @@ describe("reliability, second round", function()
       assert.same(rows, H.rows_of(d .. "/metrics.jsonl", true), "killed after checkpoint " .. k)
       rm(d)
     end
-    rm(ref)
+    rm(ref.dir)
   end)
 
   it("nothing waits forever: FIFOs, absurd --threads, a broken or lonely process group", function()
@@ -434,12 +441,8 @@ describe("reliability, second round", function()
 
   it("kill -9 at 20 random moments, each followed by --resume: metrics, checkpoint and export equal the uninterrupted run's", function()
     local args = BASE .. "--iters 6 --ckpt-every 1 --sample-every 100"
-    local ref = outdir()
-    local out, rc = acqlua(args .. " --out " .. ref)
-    assert.equal(0, rc, out)
-    local rows = H.rows_of(ref .. "/metrics.jsonl", true)
-    local qa = acq.safetensors.load(ref .. "/q_w4a4.safetensors")
-    local ca = acq.safetensors.load(ref .. "/checkpoint.safetensors")
+    local ref = uninterrupted(args)
+    local rows, qa, ca, out, rc = ref.rows, ref.q, ref.ckpt, nil, nil
     -- the run's own duration sets the range of the delays
     local t0 = acq.clock()
     local d0 = outdir()
@@ -474,7 +477,7 @@ describe("reliability, second round", function()
       assert.equal("0\n", left, "trial " .. trial .. ": temporaries left")
       rm(d)
     end
-    rm(ref)
+    rm(ref.dir)
   end)
 
   it("a .pth is checked whole before it is read: CRCs, zip bombs, repeated members, two tensors of one name", function()
@@ -536,17 +539,15 @@ torch.save({"fc": {"weight": torch.zeros(3, 4)}, "fc.weight": torch.ones(3, 4)},
 
   it("a checkpoint that fails to write (a disk full for a moment) stops the run; the resume's log equals the uninterrupted one's", function()
     local args = BASE .. "--iters 8 --ckpt-every 2 --sample-every 100"
-    local ref = outdir()
-    local out, rc = acqlua(args .. " --out " .. ref)
-    assert.equal(0, rc, out)
+    local ref = uninterrupted(args)
     local d = outdir()
-    out, rc = acqlua(("spec/faults/inject.lua fail_checkpoint 6 %s --out %s"):format(args, d))
+    local out, rc = acqlua(("spec/faults/inject.lua fail_checkpoint 6 %s --out %s"):format(args, d))
     assert.equal(1, rc, out)
     assert.matches("stopped at iteration 6: .*No space left on device; the last checkpoint %(.*iteration 4%) is intact", out)
     out, rc = acqlua("recipes/acq_cifar.lua --resume " .. d)
     assert.equal(0, rc, out)
-    assert.same(H.rows_of(ref .. "/metrics.jsonl", true), H.rows_of(d .. "/metrics.jsonl", true))
-    rm(ref, d)
+    assert.same(ref.rows, H.rows_of(d .. "/metrics.jsonl", true))
+    rm(ref.dir, d)
   end)
 
   it("Ctrl-C while the export is written exits 130, named", function()
